@@ -1,0 +1,199 @@
+"""Reading commitlog segments into decoded mutations and change records, with schemas by table id.
+
+`CommitLogReader` joins the framing layer (`segment.SegmentReader`: entries and positions), the
+mutation decoder, and the schema sources: a registry given up front (DDL file, live cluster) and,
+optionally, the schema changes found in the log itself, applied in log order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+from uuid import UUID
+
+from ray_cdc.commitlog.changes import Change, changes_of
+from ray_cdc.commitlog.mutation_decoder import MutationDecoder
+from ray_cdc.commitlog.mutation_model import Mutation
+from ray_cdc.commitlog.position import CommitLogPosition
+from ray_cdc.commitlog.segment import ReadReport, SegmentReader, parse_segment_name
+from ray_cdc.errors import MutationDecodeError, UnknownTableError
+from ray_cdc.schema.from_log import LogSchemaTracker
+from ray_cdc.schema.model import TableSchema
+from ray_cdc.schema.registry import SchemaRegistry
+from ray_cdc.schema.system_schema import SYSTEM_SCHEMA_TABLES, system_table_id
+
+log = logging.getLogger(__name__)
+
+# Tables of Cassandra's own keyspaces (2.1–5.0): their mutations are expected in every segment and
+# are skipped knowingly (counted), unlike an unknown user table, which is an error.
+_SYSTEM_TABLES = {
+    "system": (
+        "local", "peers", "peers_v2", "peer_events", "peer_events_v2", "batches", "batchlog", "paxos",
+        "paxos_repair_history", "built_indexes", "IndexInfo", "size_estimates", "table_estimates",
+        "compaction_history", "sstable_activity", "sstable_activity_v2", "available_ranges",
+        "available_ranges_v2", "transferred_ranges", "transferred_ranges_v2", "view_builds_in_progress",
+        "built_views", "prepared_statements", "repairs", "top_partitions", "hints", "range_xfers",
+        "schema_keyspaces", "schema_columnfamilies", "schema_columns", "schema_triggers",
+        "schema_usertypes", "schema_functions", "schema_aggregates", "views_builds_in_progress",
+    ),
+    "system_auth": (
+        "roles", "role_members", "role_permissions", "resource_role_permissons_index",
+        "network_permissions", "cidr_groups", "cidr_permissions", "identity_to_role", "users",
+        "credentials", "permissions",
+    ),
+    "system_distributed": ("repair_history", "parent_repair_history", "view_build_status", "partition_denylist"),
+    "system_traces": ("sessions", "events"),
+}
+SYSTEM_TABLE_IDS: frozenset[UUID] = frozenset(
+    system_table_id(ks, t) for ks, tables in _SYSTEM_TABLES.items() for t in tables
+)
+_MESSAGING_V13 = 8  # descriptor version whose local deletion times are unsigned (format doc §12.3)
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedMutation:
+    position: CommitLogPosition
+    mutation: Mutation
+    unsigned_ldt: bool = False  # local deletion times are unsigned (messaging 13)
+
+
+@dataclass
+class SegmentSummary:
+    path: str
+    report: ReadReport | None = None
+    mutations: int = 0
+    system_mutations: int = 0
+    schema_changes: list[str] = field(default_factory=list)
+    unknown_tables: Counter = field(default_factory=Counter)
+    undecodable: int = 0
+
+
+class CommitLogReader:
+    """Decodes segments in order with schemas by table id.
+
+    unknown_tables: "raise" (default) stops with UnknownTableError naming the table id; "skip"
+    counts the mutation in the summary instead — never a silent drop.
+    """
+
+    def __init__(
+        self,
+        registry: SchemaRegistry | None = None,
+        *,
+        keystore=None,
+        schema_from_log: bool = False,
+        unknown_tables: Literal["raise", "skip"] = "raise",
+        on_error: Literal["raise", "skip"] = "raise",
+        include_system: bool = False,
+    ):
+        self.registry = registry if registry is not None else SchemaRegistry()
+        self._tracker = LogSchemaTracker(self.registry) if schema_from_log else None
+        self._keystore = keystore
+        self._unknown_tables = unknown_tables
+        self._on_error = on_error
+        self._include_system = include_system
+        self._at = 0  # the time (µs) the schema lookups are made at
+        self._decoder = MutationDecoder(self._schema_for)
+        self.summaries: list[SegmentSummary] = []
+
+    def _schema_for(self, table_id: UUID) -> TableSchema | None:
+        table = SYSTEM_SCHEMA_TABLES.get(table_id)
+        return table if table is not None else self.registry.get(table_id, self._at)
+
+    # --- public API --------------------------------------------------------------------------------
+
+    def mutations(self, path: str | Path, *, start: CommitLogPosition | None = None,
+                  limit: int | None = None) -> Iterator[DecodedMutation]:
+        """The decoded mutations of one segment, in log order, after `start`, up to `limit`."""
+        path = str(path)
+        _, segment_id = parse_segment_name(path)
+        summary = SegmentSummary(path)
+        self.summaries.append(summary)
+        self._at = max(self._at, segment_id * 1000)
+        reader = SegmentReader(path, keystore=self._keystore, start=start, limit=limit, on_error=self._on_error)
+        summary.report = reader.report
+        unsigned_ldt = reader.header.version >= _MESSAGING_V13
+        for entry in reader.entries():
+            mutation = self._decode(entry, path, summary)
+            if mutation is None:
+                continue
+            if self._is_system(mutation, summary):
+                continue
+            summary.mutations += 1
+            yield DecodedMutation(entry.position, mutation, unsigned_ldt)
+
+    def changes(self, paths: Iterable[str | Path], *, start: CommitLogPosition | None = None) -> Iterator[Change]:
+        """Change records of every segment, in segment-id order."""
+        for path in sort_segments(paths):
+            seg_start = start if start is not None and parse_segment_name(str(path))[1] == start.segment_id else None
+            if start is not None and parse_segment_name(str(path))[1] < start.segment_id:
+                continue
+            for decoded in self.mutations(path, start=seg_start):
+                yield from changes_of(decoded.mutation, decoded.position, unsigned_ldt=decoded.unsigned_ldt)
+
+    # --- internals ---------------------------------------------------------------------------------
+
+    def _decode(self, entry, path: str, summary: SegmentSummary) -> Mutation | None:
+        try:
+            return self._decoder.decode(entry.body, path=path, position=entry.start)
+        except UnknownTableError as e:
+            if e.table_id in SYSTEM_TABLE_IDS:
+                summary.system_mutations += 1
+                return None
+            if self._unknown_tables == "raise":
+                raise
+            summary.unknown_tables[str(e.table_id)] += 1
+            return None
+        except MutationDecodeError:
+            mutation = self._decode_with_other_versions(entry, path)
+            if mutation is not None:
+                return mutation
+            if self._on_error == "raise":
+                raise
+            summary.undecodable += 1
+            log.warning("skipped an undecodable mutation at %s:%s", path, entry.start)
+            return None
+
+    def _decode_with_other_versions(self, entry, path: str) -> Mutation | None:
+        """A schema change may be newer or older than the lookup time: try each known version."""
+        saved = self._at
+        times = sorted({t for versions in self.registry._versions.values() for t, _ in versions}, reverse=True)
+        try:
+            for at in times:
+                self._at = at
+                try:
+                    return MutationDecoder(self._schema_for).decode(entry.body, path=path, position=entry.start)
+                except (MutationDecodeError, UnknownTableError):
+                    continue
+            return None
+        finally:
+            self._at = saved
+
+    def _is_system(self, mutation: Mutation, summary: SegmentSummary) -> bool:
+        if self._tracker is not None and LogSchemaTracker.is_schema_mutation(mutation):
+            for table in self._tracker.apply(mutation):
+                summary.schema_changes.append(table.qualified_name)
+                log.info("schema of %s (id %s) taken from the log", table.qualified_name, table.id)
+            self._at = max(self._at, _latest_timestamp(mutation))
+        if self._include_system:
+            return False
+        return mutation.keyspace in ("system_schema", *_SYSTEM_TABLES)
+
+
+def _latest_timestamp(mutation: Mutation) -> int:
+    latest = 0
+    for update in mutation.updates:
+        if update.stats is not None:
+            latest = max(latest, update.stats.min_timestamp)
+        for row in update.unfiltereds:
+            if getattr(row, "liveness", None) is not None:
+                latest = max(latest, row.liveness.timestamp)
+    return latest
+
+
+def sort_segments(paths: Iterable[str | Path]) -> list[Path]:
+    """Segments in segment-id order (the order Cassandra wrote them)."""
+    return sorted((Path(p) for p in paths), key=lambda p: parse_segment_name(str(p))[1])
