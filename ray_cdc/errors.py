@@ -59,6 +59,10 @@ class SectionDecodeError(CommitLogError):
     """A compressed or encrypted section cannot be decompressed or decrypted."""
 
 
+class CdcIndexError(CommitLogError):
+    """A `_cdc.idx` file is unreadable (Cassandra rewrites it in place: an empty one may be mid-write)."""
+
+
 class MutationDecodeError(CommitLogError):
     """A mutation body does not match the schema it is decoded with, or is malformed."""
 
