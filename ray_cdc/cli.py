@@ -1,0 +1,202 @@
+"""`ray-cdc` command line.
+
+Exit codes: 0 success; 1 the input or a service was wrong (a typed ray_cdc error, printed on one
+line with what and where); 2 the command line itself was wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ray_cdc.errors import RayCdcError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+KEYSTORE_PASSWORD_ENV = "RAY_CDC_KEYSTORE_PASSWORD"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if not args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not hasattr(args, "handler"):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return args.handler(args) or EXIT_OK
+    except RayCdcError as e:
+        print(f"ray-cdc: error: {type(e).__name__}: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except BrokenPipeError:  # `ray-cdc segments dump ... | head`
+        sys.stderr.close()
+        return EXIT_OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ray-cdc", description=__doc__.splitlines()[0] + " Replicates "
+                                     "Apache Cassandra changes into PostgreSQL, TimescaleDB and ClickHouse.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="write a workload of segments with every CQL type and change kind, "
+                               "decode it, and print a summary (no servers needed)")
+    demo.add_argument("--rows", type=int, default=100_000, help="row changes to generate (default 100000)")
+    demo.add_argument("--out", type=Path, help="keep the segments in this directory (default: a temp dir)")
+    demo.set_defaults(handler=_demo)
+
+    segments = commands.add_parser("segments", help="read and write commitlog segment files")
+    seg_commands = segments.add_subparsers(title="segments commands", metavar="SUBCOMMAND")
+    dump = seg_commands.add_parser("dump", help="print one JSON object per line for each row change")
+    dump.add_argument("files", nargs="+", type=Path, metavar="FILE", help="segment files (CommitLog-<v>-<id>.log)")
+    source = dump.add_mutually_exclusive_group()
+    source.add_argument("--schema", type=Path, metavar="CQLFILE",
+                        help="table schemas from CQL DDL (DESCRIBE ... WITH INTERNALS gives the table ids)")
+    source.add_argument("--schema-from-log", action="store_true",
+                        help="table schemas from the system_schema mutations in the segments themselves")
+    source.add_argument("--cassandra", metavar="HOST[:PORT]", help="table schemas from a live cluster")
+    dump.add_argument("--keystore", type=Path, help="keystore (JCEKS or PKCS12) for encrypted segments")
+    dump.add_argument("--keystore-password", help=f"keystore password (or set ${KEYSTORE_PASSWORD_ENV})")
+    dump.add_argument("--start", metavar="SEGMENT_ID:OFFSET", help="resume after this position")
+    dump.add_argument("--unknown-tables", choices=("raise", "skip"), default="raise",
+                      help="a mutation of a table with no schema: stop with an error (default) or skip it "
+                      "and report the count at the end")
+    dump.add_argument("--on-error", choices=("raise", "skip"), default="raise",
+                      help="damaged data: stop with an error (default) or skip it and report what was skipped")
+    dump.set_defaults(handler=_dump)
+
+    gen = seg_commands.add_parser("generate", help="write a workload of valid segments and a schema.cql beside them")
+    gen.add_argument("--out", type=Path, required=True, help="output directory")
+    gen.add_argument("--rows", type=int, required=True, help="number of row changes")
+    gen.add_argument("--descriptor-version", type=int, choices=(6, 7, 8), default=7)
+    gen.add_argument("--compression", choices=("none", "lz4", "snappy", "deflate", "zstd"), default="none")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--tables", choices=("demo", "wide"), default="demo",
+                     help="demo: every CQL type and change kind; wide: 10-column rows of mixed types")
+    gen.add_argument("--segment-size", type=int, default=32, metavar="MIB")
+    gen.set_defaults(handler=_generate)
+    return parser
+
+
+# --- segments dump ----------------------------------------------------------------------------------
+
+
+def _dump(args) -> int:
+    from ray_cdc.commitlog.position import CommitLogPosition
+    from ray_cdc.commitlog.reader import CommitLogReader
+
+    reader = CommitLogReader(
+        _registry(args), keystore=_keystore(args), schema_from_log=args.schema_from_log,
+        unknown_tables=args.unknown_tables, on_error=args.on_error,
+    )
+    start = CommitLogPosition.parse(args.start) if args.start else None
+    out = sys.stdout
+    for change in reader.changes(args.files, start=start):
+        out.write(json.dumps(change.to_json(), ensure_ascii=False))
+        out.write("\n")
+    _report_problems(reader)
+    return EXIT_OK
+
+
+def _report_problems(reader) -> None:
+    for s in reader.summaries:
+        if s.unknown_tables:
+            print(f"ray-cdc: {s.path}: skipped mutations of unknown tables: {dict(s.unknown_tables)}", file=sys.stderr)
+        report = s.report
+        if report is not None and report.problems:
+            for problem in report.problems:
+                print(f"ray-cdc: {s.path}: skipped: {problem}", file=sys.stderr)
+            print(f"ray-cdc: {s.path}: {report.bytes_skipped} bytes skipped", file=sys.stderr)
+
+
+def _registry(args):
+    from ray_cdc.schema.registry import SchemaRegistry
+
+    if args.schema:
+        from ray_cdc.schema.cql import load_cql_schema
+
+        return SchemaRegistry(load_cql_schema(args.schema))
+    if args.cassandra:
+        from ray_cdc.schema.cluster import load_cluster_schema
+
+        host, _, port = args.cassandra.partition(":")
+        return SchemaRegistry(load_cluster_schema([host], port=int(port or 9042)))
+    return SchemaRegistry()
+
+
+def _keystore(args):
+    if not args.keystore:
+        return None
+    from ray_cdc.commitlog.encryption import Keystore
+
+    password = args.keystore_password or os.environ.get(KEYSTORE_PASSWORD_ENV)
+    if password is None:
+        raise SystemExit(f"ray-cdc: error: --keystore needs --keystore-password or ${KEYSTORE_PASSWORD_ENV}")
+    return Keystore.open(args.keystore, password)
+
+
+# --- segments generate and demo ---------------------------------------------------------------------
+
+
+def _generate(args) -> int:
+    from ray_cdc.commitlog import workload
+
+    tables = workload.demo_tables() if args.tables == "demo" else [workload.wide_table()]
+    summary = workload.generate(
+        args.out, rows=args.rows, tables=tables, seed=args.seed, descriptor_version=args.descriptor_version,
+        compression=None if args.compression == "none" else args.compression,
+        segment_size=args.segment_size << 20,
+    )
+    print(json.dumps(_summary_json(summary), indent=2))
+    return EXIT_OK
+
+
+def _summary_json(summary) -> dict:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(summary).items()
+            if isinstance(v, (int, float, str, dict, Path))}
+
+
+def _demo(args) -> int:
+    from ray_cdc.commitlog import workload
+    from ray_cdc.commitlog.arrow_batches import arrow_batches
+    from ray_cdc.commitlog.reader import CommitLogReader, sort_segments
+    from ray_cdc.schema.cql import load_cql_schema
+    from ray_cdc.schema.registry import SchemaRegistry
+
+    with tempfile.TemporaryDirectory(prefix="ray-cdc-demo-") as tmp:
+        out = args.out or Path(tmp)
+        t0 = time.perf_counter()
+        workload.generate(out, rows=args.rows, tables=workload.demo_tables())
+        t1 = time.perf_counter()
+        segments = sort_segments(out.glob("CommitLog-*.log"))
+        print(f"wrote {args.rows} row changes into {len(segments)} segments "
+              f"({sum(p.stat().st_size for p in segments) / 2**20:.1f} MiB) in {t1 - t0:.1f} s: {out}")
+        reader = CommitLogReader(SchemaRegistry(load_cql_schema(out / "schema.cql")))
+        per_table: dict[str, dict[str, int]] = {}
+        rows = 0
+        for path in segments:
+            for table, batch in arrow_batches(reader.mutations(path)):
+                counts = per_table.setdefault(table.qualified_name, {})
+                for op, n in zip(*_value_counts(batch.column("_op"))):
+                    counts[op] = counts.get(op, 0) + n
+                rows += batch.num_rows
+        elapsed = time.perf_counter() - t1
+        print(f"decoded {rows} row changes into Arrow batches in {elapsed:.2f} s ({rows / elapsed:,.0f} rows/s)")
+        for name, counts in sorted(per_table.items()):
+            print(f"  {name:40s} " + ", ".join(f"{op}={n}" for op, n in sorted(counts.items())))
+    return EXIT_OK
+
+
+def _value_counts(column):
+    counts = column.value_counts()
+    return counts.field("values").to_pylist(), counts.field("counts").to_pylist()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
