@@ -24,7 +24,7 @@ from ray_cdc.errors import MutationDecodeError, UnknownTableError
 from ray_cdc.schema.from_log import LogSchemaTracker
 from ray_cdc.schema.model import TableSchema
 from ray_cdc.schema.registry import SchemaRegistry
-from ray_cdc.schema.system_schema import SYSTEM_SCHEMA_TABLES, system_table_id
+from ray_cdc.schema.system_schema import KNOWN_SYSTEM_TABLES, system_table_id
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class CommitLogReader:
         self.summaries: list[SegmentSummary] = []
 
     def _schema_for(self, table_id: UUID) -> TableSchema | None:
-        table = SYSTEM_SCHEMA_TABLES.get(table_id)
+        table = KNOWN_SYSTEM_TABLES.get(table_id)
         return table if table is not None else self.registry.get(table_id, self._at)
 
     # --- public API --------------------------------------------------------------------------------
@@ -151,6 +151,10 @@ class CommitLogReader:
             mutation = self._decode_with_other_versions(entry, path)
             if mutation is not None:
                 return mutation
+            if _first_table_id(entry.body) in SYSTEM_TABLE_IDS:
+                # a system table of a newer Cassandra with columns unknown here: not user data
+                summary.system_mutations += 1
+                return None
             if self._on_error == "raise":
                 raise
             summary.undecodable += 1
@@ -181,6 +185,13 @@ class CommitLogReader:
         if self._include_system:
             return False
         return mutation.keyspace in ("system_schema", *_SYSTEM_TABLES)
+
+
+def _first_table_id(body) -> UUID | None:
+    """The table id of a mutation's first update (after the 1-byte update count, when < 128)."""
+    if len(body) < 17 or body[0] >= 0x80:
+        return None
+    return UUID(bytes=bytes(body[1:17]))
 
 
 def _latest_timestamp(mutation: Mutation) -> int:

@@ -96,15 +96,29 @@ def system_table_id(keyspace: str, table: str) -> UUID:
     return UUID(bytes=bytes(digest))
 
 
-def _table(name: str, clustering, regular) -> TableSchema:
-    columns = [ColumnSchema("keyspace_name", parse_cql_type("text"), ColumnKind.PARTITION_KEY)]
+def _table(name: str, clustering, regular, keyspace: str = KEYSPACE, key: str = "keyspace_name") -> TableSchema:
+    columns = [ColumnSchema(key, parse_cql_type("text"), ColumnKind.PARTITION_KEY)]
     columns += [
         ColumnSchema(n, parse_cql_type(t), ColumnKind.CLUSTERING, position=i) for i, (n, t) in enumerate(clustering)
     ]
     columns += [ColumnSchema(n, parse_cql_type(t), ColumnKind.REGULAR) for n, t in regular]
-    return TableSchema(KEYSPACE, name, system_table_id(KEYSPACE, name), tuple(columns))
+    return TableSchema(keyspace, name, system_table_id(keyspace, name), tuple(columns))
 
 
 SYSTEM_SCHEMA_TABLES: dict[UUID, TableSchema] = {
     t.id: t for t in (_table(name, ck, reg) for name, (ck, reg) in _TABLES.items())
 }
+
+# system.local (3.0–5.0 superset): every segment has its mutations, and its non-frozen set and
+# map columns make it real-world evidence for the complex-cell decoding.
+SYSTEM_LOCAL = _table("local", (), (
+    ("bootstrapped", "text"), ("broadcast_address", "inet"), ("broadcast_port", "int"),
+    ("cluster_name", "text"), ("cql_version", "text"), ("data_center", "text"), ("gossip_generation", "int"),
+    ("host_id", "uuid"), ("listen_address", "inet"), ("listen_port", "int"),
+    ("native_protocol_version", "text"), ("partitioner", "text"), ("rack", "text"),
+    ("release_version", "text"), ("rpc_address", "inet"), ("rpc_port", "int"), ("schema_version", "uuid"),
+    ("thrift_version", "text"), ("tokens", "set<text>"), ("truncated_at", "map<uuid, blob>"),
+), keyspace="system", key="key")
+
+#: system tables whose schema is fixed and known here, by table id
+KNOWN_SYSTEM_TABLES: dict[UUID, TableSchema] = {**SYSTEM_SCHEMA_TABLES, SYSTEM_LOCAL.id: SYSTEM_LOCAL}
