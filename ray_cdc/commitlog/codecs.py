@@ -26,7 +26,15 @@ _LE_INT = struct.Struct("<i")
 
 
 class CodecError(Exception):
-    """Compressed bytes are malformed or do not decompress to the promised length."""
+    """Compressed bytes are malformed or do not decompress to the promised length.
+
+    `length_mismatch`: the data disagrees with the section header's length. Then that length may be
+    the damaged field, and the logical positions of every later section with it (§5.4).
+    """
+
+    def __init__(self, message: str, *, length_mismatch: bool = False):
+        super().__init__(message)
+        self.length_mismatch = length_mismatch
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +50,12 @@ class Codec:
         return CASSANDRA_COMPRESS_PACKAGE + self.name
 
 
-def _expect_length(out: bytes, length: int) -> bytes:
+def _expect_length(out: bytes, length: int, *, corroborated: bool = False) -> bytes:
+    """`corroborated`: the stream's own length header already agreed with `length`, so a different
+    output size means damaged data, not a damaged length field."""
     if len(out) != length:
-        raise CodecError(f"decompressed {len(out)} bytes, section header says {length}")
+        raise CodecError(f"decompressed {len(out)} bytes, section header says {length}",
+                         length_mismatch=not corroborated)
     return out
 
 
@@ -64,14 +75,14 @@ def _lz4_decompress(data: bytes, length: int) -> bytes:
         raise CodecError("LZ4 block shorter than its 4-byte length prefix")
     (stored,) = _LE_INT.unpack_from(data, 0)
     if stored != length:
-        raise CodecError(f"LZ4 length prefix {stored} differs from the expected {length}")
+        raise CodecError(f"LZ4 length prefix {stored} differs from the expected {length}", length_mismatch=True)
     if length == 0:
         return b""
     try:
         out = lz4.block.decompress(memoryview(data)[4:], uncompressed_size=length)
     except lz4.block.LZ4BlockError as e:
         raise CodecError(f"LZ4: {e}") from None
-    return _expect_length(out, length)
+    return _expect_length(out, length, corroborated=True)
 
 
 # --- Snappy: raw block (Snappy.rawCompress) --------------------------------------------------------
@@ -96,12 +107,13 @@ def _snappy_compress(data: bytes, params: dict) -> bytes:
 def _snappy_decompress(data: bytes, length: int) -> bytes:
     declared = _snappy_declared_length(data)
     if declared != length:  # checked first: the library would allocate whatever the header says
-        raise CodecError(f"Snappy length header {declared} differs from the expected {length}")
+        raise CodecError(f"Snappy length header {declared} differs from the expected {length}",
+                         length_mismatch=True)
     try:
         out = bytes(cramjam.snappy.decompress_raw(data))
     except Exception as e:  # noqa: BLE001 - cramjam raises its own DecompressionError, and others
         raise CodecError(f"Snappy: {e}") from None
-    return _expect_length(out, length)
+    return _expect_length(out, length, corroborated=True)
 
 
 # --- Deflate: a zlib stream (java.util.zip.Deflater defaults) ------------------------------------
@@ -118,7 +130,8 @@ def _deflate_decompress(data: bytes, length: int) -> bytes:
     except zlib.error as e:
         raise CodecError(f"Deflate: {e}") from None
     if not d.eof:
-        raise CodecError("Deflate stream is incomplete or longer than the section header says")
+        raise CodecError("Deflate stream is incomplete or longer than the section header says",
+                         length_mismatch=True)
     return _expect_length(out, length)
 
 
@@ -134,12 +147,13 @@ def _zstd_decompress(data: bytes, length: int) -> bytes:
     try:
         declared = zstandard.frame_content_size(data)
         if declared not in (-1, length):  # -1: size not in the frame header
-            raise CodecError(f"Zstd frame content size {declared} differs from the expected {length}")
+            raise CodecError(f"Zstd frame content size {declared} differs from the expected {length}",
+                             length_mismatch=True)
         reader = zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=False)
         out = reader.read(length + 1) if length else reader.read(1)
     except zstandard.ZstdError as e:
         raise CodecError(f"Zstd: {e}") from None
-    return _expect_length(out, length)
+    return _expect_length(out, length, corroborated=declared == length)
 
 
 # --- Noop ------------------------------------------------------------------------------------------

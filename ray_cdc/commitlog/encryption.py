@@ -29,7 +29,12 @@ _JCEKS_MAGIC = b"\xce\xce\xce\xce"
 
 
 class CipherError(Exception):
-    """A block does not decrypt (wrong length or padding); the reader adds file and position."""
+    """A block does not decrypt (wrong length or padding); the reader adds file and position.
+    `length_mismatch` as in `codecs.CodecError`."""
+
+    def __init__(self, message: str, *, length_mismatch: bool = False):
+        super().__init__(message)
+        self.length_mismatch = length_mismatch
 
 
 class UnsupportedCipherError(LookupError):
@@ -75,6 +80,8 @@ class AesCbcPkcs5:
 
 #: `encCipher` header value -> cipher factory (key, iv)
 CIPHERS = {AES_CBC_PKCS5: AesCbcPkcs5}
+#: `encCipher` header value -> IV length in bytes
+IV_SIZES = {AES_CBC_PKCS5: _AES_BLOCK}
 
 
 def cipher_for(name: str, key: bytes, iv: bytes) -> AesCbcPkcs5:

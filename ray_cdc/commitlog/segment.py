@@ -24,7 +24,7 @@ from typing import Literal
 
 from ray_cdc.commitlog.cdc_index import find_cdc_index
 from ray_cdc.commitlog.codecs import LZ4, CodecError, codec_for
-from ray_cdc.commitlog.encryption import CipherError, UnsupportedCipherError, cipher_for
+from ray_cdc.commitlog.encryption import IV_SIZES, CipherError, UnsupportedCipherError, cipher_for
 from ray_cdc.commitlog.position import CommitLogPosition
 from ray_cdc.commitlog.primitives import UINT, crc_ints
 from ray_cdc.errors import (
@@ -288,7 +288,10 @@ class SegmentReader:
         try:
             iv = bytes.fromhex(str(p.get("encIV", "")))
         except ValueError:
-            raise SegmentHeaderError(f"encIV is not hex: {p.get('encIV')!r}", path=self._where, position=0) from None
+            iv = None
+        if iv is None or (cipher in IV_SIZES and len(iv) != IV_SIZES[cipher]):
+            raise SegmentHeaderError(f"encIV is not a {IV_SIZES.get(cipher, '?')}-byte hex IV: {p.get('encIV')!r}",
+                                     path=self._where, position=0)
         try:
             key = keystore.key(alias)
         except KeystoreError as e:
@@ -303,7 +306,10 @@ class SegmentReader:
     # --- iteration -------------------------------------------------------------------------------
 
     def entries(self) -> Iterator[Entry]:
-        """Yield every good entry after `start` and up to `limit`; see the module doc for damage."""
+        """Yield every good entry after `start` and up to `limit`; see the module doc for damage.
+
+        Each call reads the file again (and resets `report`); run one iteration at a time.
+        """
         self.report._reset()
         with open(self.path, "rb") as f:
             self._fd = f.fileno()
@@ -412,9 +418,15 @@ class SegmentReader:
             return None  # not durable: do not even decode it
         return _Section(logical + SYNC_MARKER_SIZE, nxt, next_logical)
 
-    def _section_error(self, message: str, pos: int, logical: int, section: _Section) -> _Damage:
+    def _section_error(self, error: CodecError | CipherError, pos: int, logical: int, section: _Section) -> _Damage:
+        if error.length_mismatch:
+            # the length field itself may be what is damaged: every later logical position would be
+            # wrong, so reading stops here rather than hand out bad resume points
+            err = SectionDecodeError(f"section at file offset {pos}: {error}; later positions cannot be "
+                                     "trusted", path=self._where, position=logical)
+            return _Damage(err, self._rest(pos, logical))
         # the marker chain is intact, so reading can resume at the next section
-        err = SectionDecodeError(f"section at file offset {pos}: {message}", path=self._where, position=logical)
+        err = SectionDecodeError(f"section at file offset {pos}: {error}", path=self._where, position=logical)
         return _Damage(err, section.next_logical - section.data_start, (section.next_pos, section.next_logical))
 
     def _decode_compressed(self, pos: int, nxt: int, logical: int, section: _Section) -> bytes:
@@ -422,14 +434,14 @@ class SegmentReader:
         try:
             return self._codec.decompress(raw, section.next_logical - section.data_start)
         except CodecError as e:
-            raise self._section_error(f"{self._codec.name}: {e}", pos, logical, section) from None
+            raise self._section_error(e, pos, logical, section) from None
 
     def _decode_encrypted(self, pos: int, nxt: int, logical: int, section: _Section) -> bytes:
         raw = self._pread(nxt - pos - SECTION_HEADER_SIZE, pos + SECTION_HEADER_SIZE)
         try:
             return _decrypt_blocks(raw, self._cipher, section.next_logical - section.data_start)
         except (CipherError, CodecError) as e:
-            raise self._section_error(f"decryption: {e}", pos, logical, section) from None
+            raise self._section_error(e, pos, logical, section) from None
 
     # --- entries (§6): the hot loop ----------------------------------------------------------------
 
@@ -524,10 +536,11 @@ def _decrypt_blocks(raw: bytes, cipher, total: int) -> bytes:
         # the compressed block: 4-byte big-endian raw length, then LZ4Compressor's own output
         (block_len,) = _INT.unpack_from(plain, 0)
         if not 0 <= block_len <= total - produced:
-            raise CipherError(f"block length {block_len} exceeds the section's remaining {total - produced}")
+            raise CipherError(f"block length {block_len} exceeds the section's remaining {total - produced}",
+                              length_mismatch=True)
         parts.append(LZ4.decompress(plain[4:comp_len], block_len))
         produced += block_len
         off = start + enc_len
     if produced != total:
-        raise CipherError(f"blocks hold {produced} bytes, section header says {total}")
+        raise CipherError(f"blocks hold {produced} bytes, section header says {total}", length_mismatch=True)
     return b"".join(parts)

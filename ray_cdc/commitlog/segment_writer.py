@@ -160,6 +160,11 @@ class SegmentWriter:
     # --- public API --------------------------------------------------------------------------------
 
     @property
+    def open_section(self) -> tuple[int, int]:
+        """(physical, logical) offset of the marker of the section being filled."""
+        return self._pos, self._logical
+
+    @property
     def durable_offset(self) -> int:
         """Logical offset up to which entries are synced (what `_cdc.idx` holds)."""
         return self._durable
