@@ -234,6 +234,64 @@ def _compare_positions(a: tuple, b: tuple) -> int:
 _position_key = functools.cmp_to_key(_compare_positions)
 
 
+# --- per-table facts, computed once per schema object ------------------------------------------------
+
+
+class _Layout:
+    """What the builder looks up for every write: the cell columns by name, the clustering columns,
+    and each column's place in a header (simple before complex, then unsigned name bytes)."""
+
+    def __init__(self, table: TableSchema):
+        self.table = table
+        self.cells: dict[str, ColumnSchema] = {}
+        self.header_order: dict[str, tuple[bool, bytes]] = {}
+        self.complex: set[str] = set()
+        self.static: set[str] = set()
+        self.encoders: dict[str, Any] = {}  # simple columns: typed value -> cell value bytes
+        self.keys = set()
+        for column in table.columns:
+            if column.kind is ColumnKind.REGULAR or column.kind is ColumnKind.STATIC:
+                self._add(column)
+            else:
+                self.keys.add(column.name)
+        self.clustering = table.clustering
+        self.clustering_names = tuple(c.name for c in self.clustering)
+
+    def _add(self, column: ColumnSchema) -> None:
+        name = column.name
+        self.cells[name] = column
+        self.header_order[name] = (column.is_complex, name.encode("utf-8"))
+        if column.is_complex:
+            self.complex.add(name)
+        if column.kind is ColumnKind.STATIC:
+            self.static.add(name)
+        self.encoders[name] = _counter_value if column.type.name == "counter" else column.type.encode
+
+    def column(self, name: str) -> ColumnSchema:
+        column = self.cells.get(name)
+        if column is not None:
+            return column
+        if name in self.keys:
+            raise ValueError(f"{name!r} is a primary key column of {self.table.qualified_name}, not a cell")
+        column = self.table.column(name)  # a dropped column: data written before the drop
+        if column is None:
+            raise ValueError(f"{self.table.qualified_name} has no column {name!r}")
+        self._add(column)
+        return column
+
+
+_LAYOUTS: dict[int, _Layout] = {}
+
+
+def _layout(table: TableSchema) -> _Layout:
+    layout = _LAYOUTS.get(id(table))
+    if layout is None or layout.table is not table:
+        if len(_LAYOUTS) > 1024:  # schemas come and go in tests: keep the cache small
+            _LAYOUTS.clear()
+        layout = _LAYOUTS[id(table)] = _Layout(table)
+    return layout
+
+
 # --- drafts: what the builder collects before laying it out ------------------------------------------
 
 
@@ -365,12 +423,19 @@ class MutationBuilder:
     `CounterShard`). Timestamps are µs, TTLs seconds, `now` the writing node's clock in seconds
     (default: the timestamp's second) from which deletion and expiration times are counted.
     `clustering` dicts name every clustering column; range bounds may name a prefix.
+    `columns`: columns the statement names besides those it writes cells for (Cassandra's
+    `updatedColumns`: e.g. a prepared statement bound with UNSET); they appear in the header.
     `unsigned_ldt`: lay out "no deletion time" the way messaging 13 (descriptor v8, Cassandra 5.0)
     does.
     """
 
-    def __init__(self, table: TableSchema, partition_key: Mapping[str, Any], *, unsigned_ldt: bool = False):
+    def __init__(self, table: TableSchema, partition_key: Mapping[str, Any], *, columns: Iterable[str] = (),
+                 unsigned_ldt: bool = False):
         self.table = table
+        self._layout = _layout(table)
+        self._declared = frozenset(columns)
+        for name in self._declared:
+            self._layout.column(name)
         self.partition_key = dict(partition_key)
         self.key = encode_partition_key(table, partition_key)
         self._live = (NO_TIMESTAMP, NO_DELETION_TIME_UNSIGNED if unsigned_ldt else NO_DELETION_TIME)
@@ -494,14 +559,14 @@ class MutationBuilder:
             update.flags = P_IS_EMPTY
             return update
         update.stats = self._stats(rows, static)
-        update.regular_columns = self._header(rows)
+        update.regular_columns = self._header(rows, static=False)
         flags = P_HAS_ROW_ESTIMATE  # the commitlog write always passes the row count
         if self._partition_deletion is not None:
             flags |= P_HAS_PARTITION_DELETION
             update.partition_deletion = self._partition_deletion
         if static is not None:
             flags |= P_HAS_STATIC_ROW
-            update.static_columns = self._header([static])
+            update.static_columns = self._header([static], static=True)
             update.static_row = self._row_model(static, update.static_columns)
         update.flags = flags
         update.row_estimate = len(rows)
@@ -521,12 +586,7 @@ class MutationBuilder:
     # -- internals: statements -------------------------------------------------------------------------
 
     def _column(self, name: str) -> ColumnSchema:
-        column = self.table.column(name)
-        if column is None:
-            raise ValueError(f"{self.table.qualified_name} has no column {name!r}")
-        if column.kind in (ColumnKind.PARTITION_KEY, ColumnKind.CLUSTERING):
-            raise ValueError(f"{name!r} is a primary key column of {self.table.qualified_name}, not a cell")
-        return column
+        return self._layout.column(name)
 
     def _complex(self, name: str) -> ColumnSchema:
         column = self._column(name)
@@ -535,14 +595,13 @@ class MutationBuilder:
         return column
 
     def _clustering_values(self, values: Mapping[str, Any], *, prefix: bool) -> tuple[bytes, ...]:
-        columns = self.table.clustering
-        names = [c.name for c in columns]
-        given = list(values)
-        if set(given) - set(names) or (not prefix and len(given) != len(names)) or \
-                set(given) != set(names[: len(given)]):
+        names = self._layout.clustering_names
+        n = len(values)
+        if (n != len(names) and not prefix) or n > len(names) or any(name not in values for name in names[:n]):
             what = "a prefix of" if prefix else "every one of"
-            raise ValueError(f"{self.table.qualified_name}: clustering must name {what} {names}, got {given}")
-        return tuple(c.type.encode(values[c.name]) for c in columns[: len(given)])
+            raise ValueError(f"{self.table.qualified_name}: clustering must name {what} {list(names)}, "
+                             f"got {list(values)}")
+        return tuple(c.type.encode(values[c.name]) for c in self._layout.clustering[:n])
 
     def _prefix(self, values: Mapping[str, Any]) -> tuple[bytes, ...]:
         return self._clustering_values(values, prefix=True)
@@ -559,24 +618,19 @@ class MutationBuilder:
 
     def _assign(self, row: _RowDraft, cells: Mapping[str, Any], w: _Write) -> None:
         """`SET col = value` for each column; static columns go to the static row."""
+        layout = self._layout
         for name, value in cells.items():
-            column = self._column(name)
-            is_static = column.kind is ColumnKind.STATIC
+            column = layout.column(name)
+            is_static = name in layout.static
             if row.static and not is_static:
                 raise ValueError(f"{name!r} is not a static column of {self.table.qualified_name}")
             target = self._static if is_static else row
-            if column.is_complex:
+            if name in layout.complex:
                 self._overwrite(target, column, value, w)
             elif value is None:
                 target.set_cell(name, w.tombstone())  # a null in INSERT/UPDATE deletes the cell
             else:
-                target.set_cell(name, w.live(self._simple_value(column, value)))
-
-    @staticmethod
-    def _simple_value(column: ColumnSchema, value) -> bytes:
-        if column.type.name == "counter":
-            return _counter_value(value)
-        return column.type.encode(value)
+                target.set_cell(name, w.live(layout.encoders[name](value)))
 
     def _overwrite(self, row: _RowDraft, column: ColumnSchema, value, w: _Write) -> None:
         """Setting a whole non-frozen column deletes what it held just before the write (ts − 1)."""
@@ -597,13 +651,13 @@ class MutationBuilder:
 
     # -- internals: layout -----------------------------------------------------------------------------
 
-    def _header(self, rows: list[_RowDraft]) -> tuple[str, ...]:
-        """The union of the rows' columns, simple first then complex, each by unsigned name bytes."""
-        names: set[str] = set()
+    def _header(self, rows: list[_RowDraft], *, static: bool) -> tuple[str, ...]:
+        """The union of the rows' columns (and the declared ones of this kind), simple first then
+        complex, each group by the unsigned bytes of the name (`ColumnMetadata.compareTo`)."""
+        names = {n for n in self._declared if (n in self._layout.static) == static}
         for row in rows:
             names |= row.column_names()
-        columns = [self.table.column(n) for n in names]
-        return tuple(c.name for c in sorted(columns, key=lambda c: (c.is_complex, c.name.encode("utf-8"))))
+        return tuple(sorted(names, key=self._layout.header_order.__getitem__))
 
     def _row_model(self, draft: _RowDraft, header: tuple[str, ...]) -> Row:
         liveness = draft.liveness
@@ -620,7 +674,7 @@ class MutationBuilder:
             deletion = None
             if has_complex_deletion:  # then every complex column carries one: LIVE when it has none
                 deletion = complex_draft.deletion or DeletionTime(*self._live)
-            order = _path_order(self.table.column(name).type)
+            order = _path_order(self._layout.cells[name].type)
             cells = sorted(complex_draft.cells.values(), key=lambda c: order(c.path))
             columns.append((index, ComplexColumn(deletion, tuple(_cell_model(c, liveness) for c in cells))))
         flags = 0
@@ -640,7 +694,7 @@ class MutationBuilder:
 
     def _keys(self, values: tuple[bytes, ...]) -> tuple:
         keys = []
-        for column, value in zip(self.table.clustering, values):
+        for column, value in zip(self._layout.clustering, values):
             key = order_key(column.type, value)
             keys.append(_Desc(key) if column.reversed else key)
         return tuple(keys)
@@ -650,7 +704,8 @@ class MutationBuilder:
         items = [((self._keys(r.clustering), 0), self._row_model(r, header)) for r in rows]
         for pair in self._ranges:
             items += [((self._keys(m.clustering), _BOUND_WEIGHT[m.kind]), m) for m in pair]
-        items.sort(key=lambda item: _position_key(item[0]))
+        if len(items) > 1:
+            items.sort(key=lambda item: _position_key(item[0]))
         return [u for _, u in items]
 
     def _stats(self, rows: list[_RowDraft], static: _RowDraft | None) -> EncodingStats:
