@@ -6,8 +6,27 @@ its logical position, after checking every CRC, and never decodes the mutation i
 Reading is streaming: one section is in memory at a time (plain segments are read section by
 section with `pread`, compressed and encrypted ones are decoded one section at a time). Damage is
 reported as a typed `CommitLogError` naming the file and the *logical* position (§5.4); with
+`on_error="raise"` the generator raises it after yielding every good entry before it, with
 `on_error="skip"` it is recorded in `report.problems` and reading goes on where Cassandra's own
-reader would (`CommitLogReader.readSection`).
+reader would (`CommitLogReader.readSection`):
+
+* header unreadable (empty, short, bad CRC, not JSON, id/version differ from the name):
+  `SegmentHeaderError` from the constructor; a CRC-valid header of another version:
+  `UnsupportedSegmentError`.
+* zero marker, zero entry size, end of file at a section boundary, or `limit`: normal end.
+* bad marker CRC, or a marker pointing backwards: `SyncMarkerError`, reading stops (skip mode counts
+  the rest of the file as skipped).
+* the file ends inside a marker, a section or an entry (a plain section is clamped to the file,
+  as Java does): `TruncatedSegmentError`, reading stops.
+* crc1 (size) mismatch: `EntryChecksumError`, the rest of the section is skipped; an entry size
+  below 10 or past the section end: `TruncatedSegmentError`, likewise.
+* crc2 (body) mismatch: `EntryChecksumError`, only that entry is skipped.
+* a section that does not decompress/decrypt: `SectionDecodeError`, that section is skipped -- unless
+  its length field disagrees with the data, since every later logical position would then be
+  wrong: reading stops instead.
+
+`limit` is a durable logical offset (`_cdc.idx`): in a plain section entries ending after it are
+not yielded; a compressed or encrypted section ending after it is not decoded at all.
 """
 
 from __future__ import annotations
