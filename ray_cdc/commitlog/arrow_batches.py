@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import pyarrow as pa
 
-from ray_cdc.commitlog.changes import _complex_change, split_composite
+from ray_cdc.commitlog.changes import _complex_change, cell_value, split_composite
 from ray_cdc.commitlog.mutation_model import (
     CELL_IS_DELETED,
     CELL_IS_EXPIRING,
@@ -246,7 +246,7 @@ def raw_to_arrow(column: ColumnSchema, raw: list) -> pa.Array:
         array = _uuid(raw, target)
         if array is not None:
             return array
-    return pa.array([typ.to_arrow_value(typ.decode(v)) if v is not None else None for v in raw], target)
+    return pa.array([typ.to_arrow_value(cell_value(column, v)) if v is not None else None for v in raw], target)
 
 
 def _mask(raw: list) -> np.ndarray | None:

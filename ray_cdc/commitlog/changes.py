@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from ray_cdc.commitlog.counters import counter_total
 from ray_cdc.commitlog.mutation_model import (
     CELL_IS_DELETED,
     CELL_IS_EXPIRING,
@@ -232,10 +233,17 @@ def _row_change(update: PartitionUpdate, row: Row, names, position, pk, unsigned
 def _simple_change(column: ColumnSchema, cell: Cell, unsigned_ldt) -> CellChange:
     if cell.flags & CELL_IS_DELETED:
         return CellChange(None, cell.timestamp, deleted=True)
-    value = column.type.decode(cell.value)
+    value = cell_value(column, cell.value)
     if cell.flags & CELL_IS_EXPIRING:
         return CellChange(value, cell.timestamp, cell.ttl, expiry(cell.local_deletion_time, unsigned_ldt))
     return CellChange(value, cell.timestamp)
+
+
+def cell_value(column: ColumnSchema, raw: bytes) -> Any:
+    """A simple cell's typed value; counters are stored as contexts in the commitlog."""
+    if column.type.name == "counter":
+        return counter_total(raw) if raw else None
+    return column.type.decode(raw)
 
 
 def _complex_change(column: ColumnSchema, data: ComplexColumn, unsigned_ldt) -> CellChange:
