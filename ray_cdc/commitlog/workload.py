@@ -359,18 +359,18 @@ class _Draw:
         self.seed = seed
         self.rng = random.Random(seed)
         self.step = 0
-        self.ts = BASE_TIMESTAMP
         self.counters: dict[tuple, tuple[int, int]] = {}  # (table, key, clustering, column) -> (total, clock)
         self._keys: dict[tuple[str, int], dict] = {}  # bounded: PARTITIONS per table
 
     def tick(self) -> tuple[int, int]:
+        """The next write's timestamp (µs, about 1 ms after the previous one) and the node's clock (s)."""
         self.step += 1
-        self.ts = BASE_TIMESTAMP + self.step * 1000 + self.rng.randrange(1000)
-        return self.ts, self.ts // 1_000_000
+        ts = BASE_TIMESTAMP + self.step * 1000 + self.rng.randrange(1000)
+        return ts, ts // 1_000_000
 
     def partition_key(self, table: TableSchema, pool: int | None = None) -> dict:
-        """One of a fixed pool of keys per table; the same index gives the same key (for every seed
-        run), so callers must not change the dict."""
+        """One of a fixed pool of keys per table (so deletes and updates hit partitions written
+        before). The dicts are shared between the changes that use a key: callers must not change them."""
         index = int(self.rng.random() * (pool or self.PARTITIONS))
         cache_key = (table.qualified_name, index)
         pk = self._keys.get(cache_key)
