@@ -97,16 +97,31 @@ def measure(mode: str, directory: Path, runs: int) -> dict:
             "entries_per_s_per_core": first["entries"] / median_cpu, "runs": runs}
 
 
-def generate(directory: Path, mb: int, segment_mib: int) -> dict:
+#: a CDC stream of 10-column rows: mostly full inserts, some partial updates and TTL writes
+MIX = {"insert": 75, "update": 20, "ttl_insert": 5}
+
+
+def _write(directory: Path, rows: int, segment_mib: int):
     from ray_cdc.commitlog import workload
 
-    rows = mb * (1 << 20) // 105  # a wide-table row takes about 105 bytes in a segment
+    return workload.generate(directory, rows=rows, tables=[workload.wide_table()], seed=1, mix=MIX,
+                             segment_size=segment_mib << 20, preallocate=False)
+
+
+def rows_for(mb: int, scratch: Path) -> int:
+    """Rows that make `mb` MiB of segment data, from the bytes per row of a small sample."""
+    sample = 20_000
+    summary = _write(scratch, sample, 64)
+    for p in scratch.iterdir():
+        p.unlink()
+    return int(mb * (1 << 20) * sample / summary.data_bytes) + 1
+
+
+def generate(directory: Path, rows: int, segment_mib: int) -> dict:
     t0 = time.perf_counter()
-    summary = workload.generate(directory, rows=rows, tables=[workload.wide_table()], seed=1,
-                                segment_size=segment_mib << 20)
-    size = sum(p.stat().st_size for p in _segments(directory))
-    return {"rows": rows, "bytes": size, "segments": len(_segments(directory)), "segment_mib": segment_mib,
-            "generate_s": time.perf_counter() - t0, "summary": str(summary)[:200]}
+    summary = _write(directory, rows, segment_mib)
+    return {"rows": rows, "bytes": summary.data_bytes, "segments": len(_segments(directory)),
+            "segment_mib": segment_mib, "generate_s": time.perf_counter() - t0}
 
 
 def main() -> None:
@@ -121,10 +136,13 @@ def main() -> None:
         return
     results = {"python": sys.version.split()[0], "cpu_count": os.cpu_count(), "sets": []}
     with tempfile.TemporaryDirectory(prefix="ray-cdc-bench-") as tmp:
+        scratch = Path(tmp) / "sample"
+        scratch.mkdir()
+        rows = rows_for(args.mb, scratch)
         for segment_mib in (16, 256):
             directory = Path(tmp) / f"seg{segment_mib}"
             directory.mkdir()
-            info = generate(directory, args.mb, segment_mib)
+            info = generate(directory, rows, segment_mib)
             print(f"\n{info['bytes'] / 2**20:.0f} MiB in {info['segments']} segments of up to {segment_mib} MiB "
                   f"({info['rows']} rows, generated in {info['generate_s']:.0f} s)")
             modes = {m: measure(m, directory, args.runs) for m in MODES}
