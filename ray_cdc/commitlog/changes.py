@@ -259,7 +259,7 @@ def _complex_change(column: ColumnSchema, data: ComplexColumn, unsigned_ldt) -> 
             removed.append(element)
             continue
         value_type = typ.cell_value_type(cell.path)
-        live.append((element, value_type.decode(cell.value) if value_type is not None and cell.value else None))
+        live.append((element, value_type.decode(cell.value) if value_type is not None else None))
         if cell.flags & CELL_IS_EXPIRING and not ttl:
             ttl, expires = cell.ttl, expiry(cell.local_deletion_time, unsigned_ldt)
     value = _collection_value(typ, live) if live else None
