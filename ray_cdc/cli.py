@@ -172,11 +172,12 @@ def _demo(args) -> int:
     with tempfile.TemporaryDirectory(prefix="ray-cdc-demo-") as tmp:
         out = args.out or Path(tmp)
         t0 = time.perf_counter()
-        workload.generate(out, rows=args.rows, tables=workload.demo_tables())
+        summary = workload.generate(out, rows=args.rows, tables=workload.demo_tables())
         t1 = time.perf_counter()
         segments = sort_segments(out.glob("CommitLog-*.log"))
-        print(f"wrote {args.rows} row changes into {len(segments)} segments "
-              f"({sum(p.stat().st_size for p in segments) / 2**20:.1f} MiB) in {t1 - t0:.1f} s: {out}")
+        where = out if args.out else "a temporary directory (keep them with --out DIR)"
+        print(f"wrote {args.rows} row changes of every CQL type and change kind into {len(segments)} segments "
+              f"({summary.data_bytes / 2**20:.1f} MiB of mutations) in {t1 - t0:.1f} s, in {where}")
         reader = CommitLogReader(SchemaRegistry(load_cql_schema(out / "schema.cql")))
         per_table: dict[str, dict[str, int]] = {}
         rows = 0
@@ -190,6 +191,7 @@ def _demo(args) -> int:
         print(f"decoded {rows} row changes into Arrow batches in {elapsed:.2f} s ({rows / elapsed:,.0f} rows/s)")
         for name, counts in sorted(per_table.items()):
             print(f"  {name:40s} " + ", ".join(f"{op}={n}" for op, n in sorted(counts.items())))
+        print(f"see each change as JSON: ray-cdc segments dump {out}/CommitLog-*.log --schema {out}/schema.cql")
     return EXIT_OK
 
 
