@@ -191,7 +191,8 @@ def _demo(args) -> int:
         print(f"decoded {rows} row changes into Arrow batches in {elapsed:.2f} s ({rows / elapsed:,.0f} rows/s)")
         for name, counts in sorted(per_table.items()):
             print(f"  {name:40s} " + ", ".join(f"{op}={n}" for op, n in sorted(counts.items())))
-        print(f"see each change as JSON: ray-cdc segments dump {out}/CommitLog-*.log --schema {out}/schema.cql")
+        if args.out:
+            print(f"each change as JSON: ray-cdc segments dump {out}/CommitLog-*.log --schema {out}/schema.cql")
     return EXIT_OK
 
 
