@@ -100,12 +100,20 @@ def _dump(args) -> int:
     for change in reader.changes(args.files, start=start):
         out.write(json.dumps(change.to_json(), ensure_ascii=False))
         out.write("\n")
-    _report_problems(reader)
+    _report(reader, verbose=args.verbose)
     return EXIT_OK
 
 
-def _report_problems(reader) -> None:
+_COMPLETED = {True: "complete", False: "still being written", None: "no _cdc.idx"}
+
+
+def _report(reader, *, verbose: bool) -> None:
     for s in reader.summaries:
+        report = s.report
+        if verbose and report is not None:
+            print(f"ray-cdc: {s.path}: {report.entries} entries, {s.mutations} mutations decoded, "
+                  f"{s.system_mutations} of system tables, last position {report.last_position}, "
+                  f"{_COMPLETED[report.completed]}", file=sys.stderr)
         if s.unknown_tables:
             print(f"ray-cdc: {s.path}: skipped mutations of unknown tables: {dict(s.unknown_tables)}", file=sys.stderr)
         report = s.report

@@ -182,9 +182,10 @@ class CommitLogReader:
                 summary.schema_changes.append(table.qualified_name)
                 log.info("schema of %s (id %s) taken from the log", table.qualified_name, table.id)
             self._at = max(self._at, _latest_timestamp(mutation))
-        if self._include_system:
+        if self._include_system or mutation.keyspace not in ("system_schema", *_SYSTEM_TABLES):
             return False
-        return mutation.keyspace in ("system_schema", *_SYSTEM_TABLES)
+        summary.system_mutations += 1
+        return True
 
 
 def _first_table_id(body) -> UUID | None:
