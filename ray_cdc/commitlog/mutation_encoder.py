@@ -138,7 +138,7 @@ def _row(out: bytearray, row: Row, stats: EncodingStats, plan, widths) -> None:
     if not flags & HAS_ALL_COLUMNS:
         _subset(out, [i for i, _ in row.columns], len(plan))
     for i, data in row.columns:
-        complex_, width = plan[i]
+        _, width = plan[i]
         if not isinstance(data, ComplexColumn):
             _cell(out, data, stats, False, width)
             continue

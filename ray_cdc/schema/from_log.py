@@ -13,8 +13,8 @@ from datetime import datetime
 
 from ray_cdc.commitlog.mutation_model import (
     CELL_IS_DELETED,
-    START_KINDS,
     INCLUSIVE_KINDS,
+    START_KINDS,
     Mutation,
     PartitionUpdate,
     RangeTombstoneMarker,
