@@ -279,8 +279,7 @@ class _TablePlan:
 def _update(buf, pos, plan_for):
     if pos + 16 > len(buf):
         raise _Corrupt("table id runs past the end of the mutation")
-    table_id = UUID(bytes=bytes(buf[pos : pos + 16]))
-    plan = plan_for(table_id)
+    plan = plan_for(buf[pos : pos + 16])
     key, pos = _value(buf, pos + 16, None)
     pflags = buf[pos]
     pos += 1
@@ -325,19 +324,37 @@ class MutationDecoder:
     `schema_for(table_id)` returns the TableSchema in force, or None when the table is unknown:
     then the whole mutation is undecodable (no per-update lengths exist, §7) and UnknownTableError
     names the table id.
+
+    `cache=True` keeps the table found for each id (keyed by the 16 raw id bytes: no UUID per
+    update) until `invalidate()`; the owner calls it whenever `schema_for` may answer differently.
+    Without it, `schema_for` is asked for every update.
     """
 
-    def __init__(self, schema_for: Callable[[UUID], TableSchema | None]):
+    def __init__(self, schema_for: Callable[[UUID], TableSchema | None], *, cache: bool = False):
         self._schema_for = schema_for
         self._plans: dict[int, _TablePlan] = {}
+        self._by_id: dict[bytes, _TablePlan] | None = {} if cache else None
 
-    def _plan(self, table_id: UUID) -> _TablePlan:
+    def invalidate(self) -> None:
+        """Forget the cached table of every id (`cache=True`): the schemas in force may have changed."""
+        if self._by_id is not None:
+            self._by_id.clear()
+
+    def _plan(self, raw_id: bytes) -> _TablePlan:
+        by_id = self._by_id
+        if by_id is not None:
+            plan = by_id.get(raw_id)
+            if plan is not None:
+                return plan
+        table_id = UUID(bytes=raw_id)
         table = self._schema_for(table_id)
         if table is None:
             raise _UnknownTable(table_id)
         plan = self._plans.get(id(table))
         if plan is None or plan.table is not table:
             plan = self._plans[id(table)] = _TablePlan(table)
+        if by_id is not None:
+            by_id[raw_id] = plan
         return plan
 
     def decode(self, body, *, path: str | None = None, position: int | None = None) -> Mutation:

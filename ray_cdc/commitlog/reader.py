@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Literal
 from uuid import UUID
 
+import pyarrow as pa
+
 from ray_cdc.commitlog.changes import Change, changes_of
 from ray_cdc.commitlog.mutation_decoder import MutationDecoder
 from ray_cdc.commitlog.mutation_model import Mutation
@@ -51,6 +53,7 @@ _SYSTEM_TABLES = {
 SYSTEM_TABLE_IDS: frozenset[UUID] = frozenset(
     system_table_id(ks, t) for ks, tables in _SYSTEM_TABLES.items() for t in tables
 )
+_SYSTEM_KEYSPACES = frozenset(("system_schema", *_SYSTEM_TABLES))
 _MESSAGING_V13 = 8  # descriptor version whose local deletion times are unsigned (format doc §12.3)
 
 
@@ -96,7 +99,8 @@ class CommitLogReader:
         self._on_error = on_error
         self._include_system = include_system
         self._at = 0  # the time (µs) the schema lookups are made at
-        self._decoder = MutationDecoder(self._schema_for)
+        self._decoder = MutationDecoder(self._schema_for, cache=True)
+        self._decoder_at = self._at
         self.summaries: list[SegmentSummary] = []
 
     def _schema_for(self, table_id: UUID) -> TableSchema | None:
@@ -109,12 +113,7 @@ class CommitLogReader:
                   limit: int | None = None) -> Iterator[DecodedMutation]:
         """The decoded mutations of one segment, in log order, after `start`, up to `limit`."""
         path = str(path)
-        _, segment_id = parse_segment_name(path)
-        summary = SegmentSummary(path)
-        self.summaries.append(summary)
-        self._at = max(self._at, segment_id * 1000)
-        reader = SegmentReader(path, keystore=self._keystore, start=start, limit=limit, on_error=self._on_error)
-        summary.report = reader.report
+        summary, reader = self._open_segment(path, start, limit)
         unsigned_ldt = reader.header.version >= _MESSAGING_V13
         for entry in reader.entries():
             mutation = self._decode(entry, path, summary)
@@ -124,6 +123,63 @@ class CommitLogReader:
                 continue
             summary.mutations += 1
             yield DecodedMutation(entry.position, mutation, unsigned_ldt)
+
+    def arrow_batches(self, paths: Iterable[str | Path], *, start: CommitLogPosition | None = None,
+                      max_rows: int = 65536, max_bytes: int = 16 << 20
+                      ) -> Iterator[tuple[TableSchema, pa.RecordBatch]]:
+        """Per-table Arrow record batches of every segment, in segment-id order (the layout of
+        `arrow_batches.batch_schema`); the same batches, in the same order, as
+        `arrow_batches.arrow_batches(self.mutations(path) for each path)`.
+
+        Each entry goes to the compiled kernel first (`_fastpath`, when built and not disabled by
+        `RAY_CDC_PURE_PYTHON=1`); the mutations it declines (schema mutations, tables it has no
+        plan for yet, partition/range deletions, static rows, collections, counters, bad input)
+        take the Python decoder, with every error, skip and summary rule of `mutations()`.
+        """
+        from ray_cdc.commitlog.arrow_batches import ArrowBatcher, fastpath
+
+        fp = fastpath()
+        batcher = ArrowBatcher(max_rows=max_rows, max_bytes=max_bytes)
+        kernel = fp.Kernel(max_rows, max_bytes) if fp is not None else None
+        for path in sort_segments(paths):
+            segment_id = parse_segment_name(str(path))[1]
+            if start is not None and segment_id < start.segment_id:
+                continue
+            seg_start = start if start is not None and segment_id == start.segment_id else None
+            yield from self._segment_batches(str(path), seg_start, batcher, kernel, fp)
+        yield from batcher.flush()
+
+    def _segment_batches(self, path: str, start, batcher, kernel, fp):
+        summary, reader = self._open_segment(path, start, None)
+        unsigned_ldt = reader.header.version >= _MESSAGING_V13
+        max_rows, max_bytes = batcher.max_rows, batcher.max_bytes
+        add = None
+        if kernel is not None:
+            self._check_plans(kernel, batcher)
+            add = kernel.add
+        for entry in reader.entries():
+            if add is not None:
+                position = entry.position
+                done = add(entry.body, position.segment_id, position.offset)
+                if done:
+                    summary.mutations += 1
+                    if done == 2:
+                        for builder in kernel.touched():
+                            if len(builder) >= max_rows or builder.nbytes >= max_bytes:
+                                yield builder.table, builder.finish()
+                    continue
+            mutation = self._decode(entry, path, summary)
+            if mutation is None:
+                continue
+            at = self._at
+            if self._is_system(mutation, summary):
+                if kernel is not None and (self._at != at or LogSchemaTracker.is_schema_mutation(mutation)):
+                    self._check_plans(kernel, batcher)
+                continue
+            summary.mutations += 1
+            yield from batcher.add(DecodedMutation(entry.position, mutation, unsigned_ldt))
+            if kernel is not None:
+                self._learn_plans(kernel, batcher, mutation, fp)
 
     def changes(self, paths: Iterable[str | Path], *, start: CommitLogPosition | None = None) -> Iterator[Change]:
         """Change records of every segment, in segment-id order."""
@@ -136,7 +192,55 @@ class CommitLogReader:
 
     # --- internals ---------------------------------------------------------------------------------
 
+    def _open_segment(self, path: str, start, limit) -> tuple[SegmentSummary, SegmentReader]:
+        _, segment_id = parse_segment_name(path)
+        summary = SegmentSummary(path)
+        self.summaries.append(summary)
+        self._at = max(self._at, segment_id * 1000)
+        self._decoder.invalidate()  # schema lookups are cached per table id until the schema time moves
+        self._decoder_at = self._at
+        reader = SegmentReader(path, keystore=self._keystore, start=start, limit=limit, on_error=self._on_error)
+        summary.report = reader.report
+        return summary, reader
+
+    def _plan_table(self, table_id: UUID) -> TableSchema | None:
+        """The schema the kernel may decode `table_id` with: the one the Python decoder would use
+        now, for user tables only (system tables always take the Python path)."""
+        if table_id in SYSTEM_TABLE_IDS or table_id in KNOWN_SYSTEM_TABLES:
+            return None
+        table = self.registry.get(table_id, self._at)
+        if table is None or table.keyspace in _SYSTEM_KEYSPACES:
+            return None
+        return table
+
+    def _check_plans(self, kernel, batcher) -> None:
+        """Drop the kernel plans whose schema is no longer the one in force (registry or time moved)
+        or whose builder the batcher has replaced."""
+        for raw_id in kernel.plan_ids():
+            plan = kernel.plan(raw_id)
+            table = self._plan_table(UUID(bytes=raw_id))
+            if table is not plan.table or batcher.current(table.id) is not plan.builder:
+                kernel.drop_plan(raw_id)
+
+    def _learn_plans(self, kernel, batcher, mutation: Mutation, fp) -> None:
+        """After the Python path added a mutation: give the kernel a plan for each of its tables."""
+        for update in mutation.updates:
+            table = update.table
+            raw_id = table.id.bytes
+            builder = batcher.current(table.id)
+            plan = kernel.plan(raw_id)
+            if plan is not None:
+                if plan.builder is builder and plan.table is table:
+                    continue
+                kernel.drop_plan(raw_id)
+            if builder is None or builder.table is not table or self._plan_table(table.id) is not table:
+                continue
+            kernel.set_plan(fp.TablePlan(builder))
+
     def _decode(self, entry, path: str, summary: SegmentSummary) -> Mutation | None:
+        if self._decoder_at != self._at:
+            self._decoder.invalidate()
+            self._decoder_at = self._at
         try:
             return self._decoder.decode(entry.body, path=path, position=entry.start)
         except UnknownTableError as e:
@@ -178,6 +282,7 @@ class CommitLogReader:
 
     def _is_system(self, mutation: Mutation, summary: SegmentSummary) -> bool:
         if self._tracker is not None and LogSchemaTracker.is_schema_mutation(mutation):
+            self._decoder.invalidate()
             for table in self._tracker.apply(mutation):
                 summary.schema_changes.append(table.qualified_name)
                 log.info("schema of %s (id %s) taken from the log", table.qualified_name, table.id)
