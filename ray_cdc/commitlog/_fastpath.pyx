@@ -533,11 +533,13 @@ cdef class Kernel:
 
     # --- the walk -----------------------------------------------------------------------------
 
-    def add(self, bytes body not None, segment_id, offset):
+    def add(self, body, segment_id, offset):
         """Append the rows of one mutation body; 0 = declined (nothing appended), 1 = appended,
         2 = appended and a builder it touched reached max_rows or max_bytes (see `touched`)."""
         if not self.plans:
             return 0
+        if type(body) is not bytes:
+            body = bytes(body)
         if self.parse(body) <= 0:
             return 0
         return self.emit(body, segment_id, offset)

@@ -73,6 +73,7 @@ class SegmentSummary:
     schema_changes: list[str] = field(default_factory=list)
     unknown_tables: Counter = field(default_factory=Counter)
     undecodable: int = 0
+    fast_mutations: int = 0  # of `mutations`, those the compiled kernel decoded (arrow_batches)
 
 
 class CommitLogReader:
@@ -163,6 +164,7 @@ class CommitLogReader:
                 done = add(entry.body, position.segment_id, position.offset)
                 if done:
                     summary.mutations += 1
+                    summary.fast_mutations += 1
                     if done == 2:
                         for builder in kernel.touched():
                             if len(builder) >= max_rows or builder.nbytes >= max_bytes:

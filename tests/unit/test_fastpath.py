@@ -1,0 +1,488 @@
+"""The compiled Arrow fast path (`ray_cdc.commitlog._fastpath`) against the pure-Python path.
+
+- The kernel is built here (required when `RAY_CDC_REQUIRE_FASTPATH=1`, as scripts/test.sh sets).
+- `CommitLogReader.arrow_batches` gives the same batches, in the same order, with the kernel and
+  with `RAY_CDC_PURE_PYTHON=1`: demo workload (descriptor v6/v7/v8, a compression), the wide table,
+  schema versions changing between segments, unknown tables, resume positions, and the real
+  Cassandra segments of ../shared (schemas from the log).
+- Fuzzing: randomly damaged mutation bodies make the kernel either decline with nothing appended,
+  or append exactly what MutationDecoder + TableBatchBuilder.add_update append for that body.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ray_cdc.commitlog import workload
+from ray_cdc.commitlog.arrow_batches import TableBatchBuilder, arrow_batches
+from ray_cdc.commitlog.builder import MutationBuilder
+from ray_cdc.commitlog.encryption import Keystore
+from ray_cdc.commitlog.mutation_decoder import MutationDecoder
+from ray_cdc.commitlog.mutation_encoder import encode_mutation
+from ray_cdc.commitlog.mutation_model import TIMESTAMP_EPOCH
+from ray_cdc.commitlog.primitives import EXTRA_BYTES, uvint_bytes
+from ray_cdc.commitlog.reader import CommitLogReader, sort_segments
+from ray_cdc.errors import UnknownTableError
+from ray_cdc.schema.cql import load_cql_schema
+from ray_cdc.schema.model import ColumnKind, ColumnSchema, DroppedColumn, TableSchema
+from ray_cdc.schema.registry import SchemaRegistry
+from ray_cdc.schema.types import parse_cql_type
+
+try:
+    from ray_cdc.commitlog import _fastpath
+except ImportError as e:  # not built here
+    _fastpath = None
+    _IMPORT_ERROR = str(e)
+
+needs_kernel = pytest.mark.skipif(_fastpath is None, reason="the compiled kernel is not built here")
+
+SEG, POS = 1_700_000_000_123, 4567
+
+
+def test_kernel_is_compiled():
+    if _fastpath is not None:
+        assert hasattr(_fastpath, "Kernel")
+        return
+    if os.environ.get("RAY_CDC_REQUIRE_FASTPATH") == "1":
+        pytest.fail(f"RAY_CDC_REQUIRE_FASTPATH=1 but ray_cdc.commitlog._fastpath does not import: {_IMPORT_ERROR} "
+                    "(pip install -e . builds it; it needs Cython and a C compiler)")
+    pytest.skip(f"the compiled kernel is not built here ({_IMPORT_ERROR}); set RAY_CDC_REQUIRE_FASTPATH=1 to fail")
+
+
+# --- whole readers: kernel vs pure Python ------------------------------------------------------------
+
+
+def _read(monkeypatch, pure: bool, make_reader, paths, **kw):
+    if pure:
+        monkeypatch.setenv("RAY_CDC_PURE_PYTHON", "1")
+    else:
+        monkeypatch.delenv("RAY_CDC_PURE_PYTHON", raising=False)
+    reader = make_reader()
+    try:
+        batches = list(reader.arrow_batches(paths, **kw))
+    finally:
+        monkeypatch.delenv("RAY_CDC_PURE_PYTHON", raising=False)
+    return batches, reader
+
+
+def _assert_same_batches(fast, slow) -> None:
+    assert len(fast) == len(slow)
+    for i, ((ft, fb), (st_, sb)) in enumerate(zip(fast, slow)):
+        assert (ft.qualified_name, ft.id) == (st_.qualified_name, st_.id), f"batch {i}"
+        assert fb.schema.equals(sb.schema, check_metadata=True), f"batch {i} of {ft.qualified_name}"
+        if not fb.equals(sb):
+            bad = [n for n in fb.schema.names if not fb.column(n).equals(sb.column(n))]
+            pytest.fail(f"batch {i} of {ft.qualified_name} differs in {bad}: "
+                        f"{[(fb.column(n).to_pylist()[:3], sb.column(n).to_pylist()[:3]) for n in bad[:2]]}")
+
+
+def _summaries(reader):
+    return [(s.path, s.mutations, s.system_mutations, dict(s.unknown_tables), s.undecodable, s.schema_changes)
+            for s in reader.summaries]
+
+
+def _differential(monkeypatch, make_reader, paths, *, min_fast: float = 0.0, **kw):
+    fast, fast_reader = _read(monkeypatch, False, make_reader, paths, **kw)
+    slow, slow_reader = _read(monkeypatch, True, make_reader, paths, **kw)
+    _assert_same_batches(fast, slow)
+    assert _summaries(fast_reader) == _summaries(slow_reader)
+    assert sum(s.fast_mutations for s in slow_reader.summaries) == 0
+    mutations = sum(s.mutations for s in fast_reader.summaries)
+    by_kernel = sum(s.fast_mutations for s in fast_reader.summaries)
+    assert by_kernel >= min_fast * mutations, f"the kernel took {by_kernel} of {mutations} mutations"
+    return fast, fast_reader
+
+
+def _registry(out: Path) -> SchemaRegistry:
+    return SchemaRegistry(load_cql_schema(out / "schema.cql"))
+
+
+@pytest.fixture(scope="module")
+def demo_segments(tmp_path_factory):
+    made = {}
+
+    def make(version: int, compression: str | None):
+        key = (version, compression)
+        if key not in made:
+            out = tmp_path_factory.mktemp(f"demo-v{version}-{compression}")
+            workload.generate(out, rows=1500, descriptor_version=version, compression=compression, seed=version,
+                              segment_size=256 * 1024, preallocate=False)
+            made[key] = out
+        return made[key]
+
+    return make
+
+
+@needs_kernel
+@pytest.mark.parametrize("version,compression", [(6, None), (7, None), (8, None), (7, "lz4"), (8, "zstd")])
+@pytest.mark.parametrize("max_rows", [65536, 50])
+def test_demo_workload_same_batches(monkeypatch, demo_segments, version, compression, max_rows):
+    out = demo_segments(version, compression)
+    paths = sort_segments(out.glob("CommitLog-*.log"))
+    assert len(paths) > 1
+    fast, _ = _differential(monkeypatch, lambda: CommitLogReader(_registry(out)), paths, max_rows=max_rows,
+                            min_fast=0.2)
+    assert sum(b.num_rows for _, b in fast) >= 1500
+
+
+@needs_kernel
+def test_demo_workload_matches_the_per_mutation_api(monkeypatch, demo_segments):
+    """reader.arrow_batches (kernel) == arrow_batches(reader.mutations(...)) over the segments."""
+    out = demo_segments(7, None)
+    paths = sort_segments(out.glob("CommitLog-*.log"))
+    fast, _ = _read(monkeypatch, False, lambda: CommitLogReader(_registry(out)), paths, max_rows=200)
+    reader = CommitLogReader(_registry(out))
+    old = list(arrow_batches((d for p in paths for d in reader.mutations(p)), max_rows=200))
+    _assert_same_batches(fast, old)
+
+
+@pytest.fixture(scope="module")
+def wide_segments(tmp_path_factory):
+    out = tmp_path_factory.mktemp("wide")
+    workload.generate(out, rows=4000, tables=[workload.wide_table()], segment_size=128 * 1024, preallocate=False,
+                      mix={"insert": 60, "update": 15, "ttl_insert": 5, "cell_delete": 5, "row_delete": 5,
+                           "partition_delete": 2, "range_delete": 2})
+    return out
+
+
+@needs_kernel
+@pytest.mark.parametrize("max_rows,max_bytes", [(65536, 16 << 20), (333, 16 << 20), (65536, 20_000)])
+def test_wide_table_same_batches(monkeypatch, wide_segments, max_rows, max_bytes):
+    paths = sort_segments(wide_segments.glob("CommitLog-*.log"))
+    _differential(monkeypatch, lambda: CommitLogReader(_registry(wide_segments)), paths, max_rows=max_rows,
+                  max_bytes=max_bytes, min_fast=0.8)
+
+
+@needs_kernel
+def test_resume_position_same_batches(monkeypatch, wide_segments):
+    paths = sort_segments(wide_segments.glob("CommitLog-*.log"))
+    reader = CommitLogReader(_registry(wide_segments))
+    positions = [d.position for d in reader.mutations(paths[1])]
+    start = positions[len(positions) // 2]
+    fast, _ = _differential(monkeypatch, lambda: CommitLogReader(_registry(wide_segments)), paths, start=start)
+    first = min(b.column("_segment_id")[0].as_py() for _, b in fast)
+    assert first == start.segment_id
+    assert all(p > start.offset for _, b in fast for s, p in zip(b.column("_segment_id").to_pylist(),
+                                                                  b.column("_position").to_pylist())
+               if s == start.segment_id)
+
+
+@needs_kernel
+def test_schema_version_changes_between_segments(monkeypatch, wide_segments):
+    """A second schema version (c_text2 dropped) in force from the third segment: plans are rebuilt,
+    the batch of the old version is closed at the same row on both paths."""
+    paths = sort_segments(wide_segments.glob("CommitLog-*.log"))
+    assert len(paths) >= 4
+    from ray_cdc.commitlog.segment import parse_segment_name
+
+    switch = parse_segment_name(str(paths[2]))[1] * 1000
+
+    def make_reader():
+        registry = _registry(wide_segments)
+        (v1,) = registry.tables()
+        kept = tuple(c for c in v1.columns if c.name != "c_text2")
+        dropped = DroppedColumn("c_text2", v1.column("c_text2").type, switch)
+        registry.add(TableSchema(v1.keyspace, v1.name, v1.id, kept, (dropped,)), since=switch)
+        return CommitLogReader(registry)
+
+    fast, _ = _differential(monkeypatch, make_reader, paths, min_fast=0.8)
+    widths = [len(b.schema) for _, b in fast]
+    assert widths[0] == widths[-1] + 1 and len(set(widths)) == 2
+
+
+@needs_kernel
+@pytest.mark.parametrize("mode", ["skip", "raise"])
+def test_unknown_tables_same_on_both_paths(monkeypatch, demo_segments, mode):
+    out = demo_segments(7, None)
+    paths = sort_segments(out.glob("CommitLog-*.log"))
+
+    def make_reader():
+        registry = SchemaRegistry([t for t in _registry(out).tables() if t.name != "profiles"])
+        return CommitLogReader(registry, unknown_tables=mode)
+
+    if mode == "skip":
+        _, reader = _differential(monkeypatch, make_reader, paths, min_fast=0.2)
+        assert sum(sum(s.unknown_tables.values()) for s in reader.summaries) > 0
+        return
+    errors = []
+    for pure in (False, True):
+        monkeypatch.setenv("RAY_CDC_PURE_PYTHON", "1" if pure else "0")
+        got = []
+        with pytest.raises(UnknownTableError) as info:
+            for item in make_reader().arrow_batches(paths, max_rows=20):
+                got.append(item)
+        errors.append((str(info.value), len(got)))
+    assert errors[0] == errors[1]
+
+
+def _shared_commitlogs() -> Path:
+    shared = Path(os.environ.get("RAY_CDC_SHARED", Path(__file__).resolve().parents[2].parent / "shared"))
+    return shared / "fixtures" / "cassandra-commitlog"
+
+
+REAL = _shared_commitlogs()
+
+
+@needs_kernel
+@pytest.mark.skipif(not REAL.is_dir(), reason=f"real Cassandra segments not found at {REAL}")
+@pytest.mark.parametrize("folder", ["3.0.13", "3.0.29", "3.4", "4.0.11"])
+def test_real_segments_same_batches(monkeypatch, folder):
+    keystore_path = REAL / folder / "cassandra.keystore"
+    keystore = Keystore.open(keystore_path, "cassandra") if keystore_path.exists() else None
+    paths = sort_segments((REAL / folder).glob("CommitLog-*.log"))
+    fast, reader = _differential(
+        monkeypatch, lambda: CommitLogReader(keystore=keystore, schema_from_log=True), paths, max_rows=100)
+    assert sum(s.fast_mutations for s in reader.summaries) > 0
+    assert any(t.qualified_name == "Keyspace1.Standard1" for t, _ in fast)
+
+
+# --- one body at a time: the kernel appends what the Python path appends, or nothing --------------------
+
+
+def _snapshot(builder: TableBatchBuilder):
+    return (tuple(tuple(c) for c in builder.raw), tuple(builder.op), tuple(builder.writetime), tuple(builder.ttl),
+            tuple(builder.expires), tuple(builder.segment), tuple(builder.position),
+            tuple(tuple(p) for p in builder.present), builder.nbytes, builder.decoded, builder.ranges)
+
+
+def _python_appends(body: bytes, tables: dict):
+    decoder = MutationDecoder(tables.get)
+    builders = {}
+    try:
+        mutation = decoder.decode(body)
+        for update in mutation.updates:
+            builder = builders.get(update.table.id)
+            if builder is None:
+                builder = builders[update.table.id] = TableBatchBuilder(update.table)
+            builder.add_update(update, SEG, POS)
+    except Exception:
+        return None
+    return {tid: _snapshot(b) for tid, b in builders.items() if len(b) or b.nbytes}
+
+
+def _kernel_appends(body: bytes, tables: dict):
+    kernel = _fastpath.Kernel(1 << 40, 1 << 60)
+    builders = {}
+    for tid, table in tables.items():
+        builders[tid] = TableBatchBuilder(table)
+        kernel.set_plan(_fastpath.TablePlan(builders[tid]))
+    done = kernel.add(body, SEG, POS)
+    for builder in builders.values():
+        assert all(v is None or type(v) is bytes for column in builder.raw for v in column)
+        assert all(type(p) is list and all(type(n) is str for n in p) for p in builder.present)
+    return done, {tid: _snapshot(b) for tid, b in builders.items() if len(b) or b.nbytes}
+
+
+def _check_body(body: bytes, tables: dict) -> bool:
+    done, appended = _kernel_appends(body, tables)
+    if not done:
+        assert appended == {}, "the kernel declined but appended"
+        return False
+    assert done == 1
+    expected = _python_appends(body, tables)
+    assert expected is not None, "the kernel accepted a body the Python path rejects"
+    assert appended == expected
+    return True
+
+
+def _table(name: str, pk, ck, regular, dropped=()) -> TableSchema:
+    cols = [ColumnSchema(n, parse_cql_type(t), ColumnKind.PARTITION_KEY, i) for i, (n, t) in enumerate(pk)]
+    cols += [ColumnSchema(n, parse_cql_type(t), ColumnKind.CLUSTERING, i) for i, (n, t) in enumerate(ck)]
+    cols += [ColumnSchema(n, parse_cql_type(t), ColumnKind.REGULAR) for n, t in regular]
+    uid = UUID(int=abs(hash(name)) % (1 << 120) | (1 << 76))
+    return TableSchema("fuzz", name, uid, tuple(cols), tuple(dropped))
+
+
+_TYPES = ["int", "text", "bigint", "boolean", "double", "uuid", "blob", "timestamp", "float", "varint"]
+_VALUES = {"int": 7, "text": "héllo", "bigint": -(1 << 40), "boolean": True, "double": 2.5,
+           "uuid": UUID(int=12345), "blob": b"\x00\xff", "timestamp": 1_700_000_000_000, "float": 0.25,
+           "varint": 1 << 70}
+
+
+def _value(t: str, i: int):
+    if t == "text":
+        return "" if i % 7 == 0 else f"t{i}"
+    if t == "int":
+        return i
+    return _VALUES[t]
+
+
+def _wide70() -> TableSchema:
+    regular = [(f"c{i:02d}", _TYPES[i % len(_TYPES)]) for i in range(70)]
+    return _table("wide70", [("id", "bigint")], [("a", "int"), ("b", "text")], regular)
+
+
+def _ck34() -> TableSchema:
+    ck = [(f"k{i:02d}", "int" if i % 3 else "text") for i in range(34)]
+    return _table("ck34", [("p1", "text"), ("p2", "int")], ck, [("v", "text"), ("w", "int")])
+
+
+def _crafted_bodies() -> list[tuple[bytes, dict]]:
+    """Multi-row updates with different column sets (subset bitmaps and both >= 64-column forms),
+    TTLs, tombstones, row deletions, many clustering columns, a dropped column."""
+    out = []
+    ts = workload.BASE_TIMESTAMP
+    wide70 = _wide70()
+    cols = [c.name for c in wide70.regular]
+    types = {c.name: c.type.name for c in wide70.regular}
+    for k in range(6):
+        b = MutationBuilder(wide70, {"id": k}, unsigned_ldt=k % 2 == 1)
+        b.insert({"a": 1, "b": "x"}, {c: _value(types[c], k) for c in cols[: 5 + k]}, timestamp=ts + k)
+        b.update({"a": 2, "b": ""}, {c: _value(types[c], k) for c in cols[10:60]}, timestamp=ts - 5 - k, ttl=300)
+        b.insert({"a": 3, "b": "z"}, {c: _value(types[c], k) for c in cols}, timestamp=ts + 9, ttl=60 * (k + 1))
+        b.delete_cells({"a": 4, "b": "w"}, cols[3:7], timestamp=ts + 11)
+        b.delete_row({"a": 5, "b": "v"}, timestamp=ts + 20 + k)
+        b.update({"a": 6, "b": "u"}, {cols[69]: _value(types[cols[69]], k)}, timestamp=ts + 1)
+        out.append((encode_mutation(b.mutation()), {wide70.id: wide70}))
+    ck34 = _ck34()
+    for k in range(4):
+        b = MutationBuilder(ck34, {"p1": f"p{k}", "p2": k})
+        for r in range(3):
+            ck = {c.name: (r + i if c.type.name == "int" else ("" if (r + i) % 5 == 0 else f"s{i}"))
+                  for i, c in enumerate(ck34.clustering)}
+            b.insert(ck, {"v": f"v{r}"} if r != 1 else {"w": r}, timestamp=ts + r)
+        out.append((encode_mutation(b.mutation()), {ck34.id: ck34}))
+    wide = workload.wide_table()
+    kept = tuple(c for c in wide.columns if c.name != "c_text2")
+    dropped = TableSchema(wide.keyspace, wide.name, wide.id, kept,
+                          (DroppedColumn("c_text2", wide.column("c_text2").type, ts),))
+    mix = {"insert": 5, "update": 3, "ttl_insert": 1, "cell_delete": 1, "row_delete": 1}
+    for mutation, _ in workload.workload_mutations([wide], 60, seed=3, mix=mix):
+        out.append((encode_mutation(mutation), {wide.id: dropped}))
+    return out
+
+
+def _base_bodies() -> list[tuple[bytes, dict]]:
+    demo = {t.id: t for t in workload.demo_tables()}
+    wide = workload.wide_table()
+    out = []
+    for version, seed in ((7, 1), (8, 2)):
+        for mutation, _ in workload.workload_mutations(None, 400, seed, descriptor_version=version):
+            out.append((encode_mutation(mutation), demo))
+    for mutation, _ in workload.workload_mutations([wide], 200, seed=5, mix=workload.DEFAULT_MIX):
+        out.append((encode_mutation(mutation), {wide.id: wide}))
+    return out + _crafted_bodies()
+
+
+BASES = _base_bodies() if _fastpath is not None else []
+
+
+@needs_kernel
+def test_unchanged_bodies_same_appends():
+    accepted = sum(_check_body(body, tables) for body, tables in BASES)
+    assert accepted >= len(BASES) // 3, f"the kernel took {accepted} of {len(BASES)} bodies"
+    crafted = _crafted_bodies()
+    assert sum(_check_body(body, tables) for body, tables in crafted) == len(crafted)
+
+
+@needs_kernel
+def test_declines_what_it_does_not_handle():
+    demo = {t.id: t for t in workload.demo_tables()}
+    declined_ops = {"static", "partition_delete", "range_delete", "counter", "collection_overwrite"}
+    for op in declined_ops:
+        for mutation, _ in workload.workload_mutations(None, 20, 1, mix={op: 1}):
+            done, appended = _kernel_appends(encode_mutation(mutation), demo)
+            assert (done, appended) == (0, {}), op
+    # a table without a plan: declined
+    wide = workload.wide_table()
+    (mutation, _), *_ = workload.workload_mutations([wide], 1, 0, mix={"insert": 1})
+    kernel = _fastpath.Kernel()
+    assert kernel.add(encode_mutation(mutation), SEG, POS) == 0
+
+
+def _edit(body: bytes, edits) -> bytes:
+    data = bytearray(body)
+    for kind, at, arg in edits:
+        if not data:
+            break
+        at %= len(data)
+        if kind == "set":
+            data[at] = arg
+        elif kind == "xor":
+            data[at] ^= arg
+        elif kind == "insert":
+            data[at:at] = arg
+        elif kind == "delete":
+            del data[at:at + arg]
+        elif kind == "truncate":
+            del data[at:]
+        elif kind == "dup":
+            data[at:at] = data[at:at + arg]
+        elif kind == "vint":  # the vint starting at `at` (if one does) replaced by `arg`
+            data[at:at + 1 + EXTRA_BYTES[data[at]]] = uvint_bytes(arg)
+    return bytes(data)
+
+
+# vints at the edges of what the decoder accepts: vint32 range, 64-bit wrapping, a minimum timestamp
+# so high that a 1-byte delta leaves the int64 range (the Python decoder does not wrap those)
+_INT64_MAX = (1 << 63) - 1
+EXTREMES = sorted({
+    0, 1, 0x7F, 0x80, 0x3FFF, 0x4000, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 1 << 32, _INT64_MAX, 1 << 63,
+    (1 << 64) - 1, (1 << 64) - 0x7F, 0xFFFFFFFF80000000, 0xFFFFFFFF7FFFFFFF, 0xFFFFFFFF80000001,
+    *(_INT64_MAX - TIMESTAMP_EPOCH - k for k in (0, 1, 2, 5, 0x40, 0x7F, 0x80, 1000)),
+    *((-TIMESTAMP_EPOCH - (1 << 63) + k) % (1 << 64) for k in (0, 1, 0x7F)),
+})
+
+
+_EDITS = st.lists(st.one_of(
+    st.tuples(st.just("set"), st.integers(0, 1 << 20), st.sampled_from([0, 1, 2, 0x7F, 0x80, 0xBF, 0xC0, 0xFE, 0xFF])),
+    st.tuples(st.just("set"), st.integers(0, 1 << 20), st.integers(0, 255)),
+    st.tuples(st.just("xor"), st.integers(0, 1 << 20), st.integers(1, 255)),
+    st.tuples(st.just("insert"), st.integers(0, 1 << 20), st.binary(min_size=1, max_size=9)),
+    st.tuples(st.just("delete"), st.integers(0, 1 << 20), st.integers(1, 9)),
+    st.tuples(st.just("dup"), st.integers(0, 1 << 20), st.integers(1, 40)),
+    st.tuples(st.just("truncate"), st.integers(0, 1 << 20), st.just(0)),
+    st.tuples(st.just("vint"), st.integers(0, 1 << 20), st.sampled_from(EXTREMES)),
+), min_size=1, max_size=4)
+
+
+def _sample_bases() -> list[tuple[bytes, dict]]:
+    """Some accepted bodies of each kind (plain, TTL, v8, deletes, dropped column), and the crafted
+    multi-row ones (rows at different timestamps: deltas of several units)."""
+    picked, seen = [], set()
+    for body, tables in BASES:
+        done, _ = _kernel_appends(body, tables)
+        key = (next(iter(tables)), len(body) // 40, body[18:20])
+        if done and key not in seen:
+            seen.add(key)
+            picked.append((body, tables))
+    crafted = _crafted_bodies()
+    return picked[::max(1, len(picked) // 30)] + crafted[:2] + crafted[6:8]
+
+
+@needs_kernel
+def test_extreme_vints_everywhere_decline_or_match():
+    """Every field of some accepted bodies (their first 160 bytes) replaced by each edge-case vint."""
+    accepted = checked = 0
+    for body, tables in _sample_bases():
+        for at in range(min(len(body), 160)):
+            for value in EXTREMES:
+                accepted += _check_body(_edit(body, [("vint", at, value)]), tables)
+                checked += 1
+    assert accepted > checked // 50
+
+
+@needs_kernel
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(base=st.integers(min_value=0), edits=_EDITS)
+def test_damaged_bodies_decline_or_match(base, edits):
+    body, tables = BASES[base % len(BASES)]
+    _check_body(_edit(body, edits), tables)
+
+
+@needs_kernel
+@settings(max_examples=500, deadline=None)
+@given(body=st.binary(max_size=200))
+def test_random_bytes_decline_or_match(body):
+    tables = {t.id: t for t in workload.demo_tables()}
+    wide = workload.wide_table()
+    tables[wide.id] = wide
+    if len(body) > 17:  # aim at a known table sometimes
+        body = body[:1] + wide.id.bytes + body[17:]
+    _check_body(body, tables)
