@@ -20,5 +20,7 @@ else:
         compiler_directives={"language_level": "3"},
         quiet=True,
     )
+    for extension in ext_modules:
+        extension.optional = True  # cythonize does not carry the flag over
 
 setup(ext_modules=ext_modules)

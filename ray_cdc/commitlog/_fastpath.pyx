@@ -19,13 +19,14 @@ Every read is bounds-checked against the body length by hand (the module is comp
 own index checks off: no Python-level indexing of the body happens here).
 
 The module also has the column builders `TableBatchBuilder.finish()` uses when the kernel is built
-(`fixed_column`, `variable_column`, `present_column`): the same results as the numpy code in
+(`fixed_column`, `variable_column`, `int_column`, `string_column`, `present_column`): the same results as the numpy code in
 arrow_batches.py, without a Python-level step per value.
 """
 
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_Check, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
-from cpython.long cimport PyLong_FromLong, PyLong_FromLongLong
+from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact, PyLong_FromLong, PyLong_FromLongLong
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_CheckExact
 from cpython.ref cimport PyObject
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
@@ -892,12 +893,12 @@ cdef class Kernel:
 
 def fixed_column(list raw not None, Py_ssize_t width, int kind):
     """Raw values of a fixed-width column -> (validity bitmap or None, data, null count), or None
-    when a value is not exactly `width` bytes (then the per-value path decides).
+    when a value is not bytes of exactly `width` (then the per-value path decides).
 
     kind 0: copy the bytes (uuid); 1: big-endian numbers of `width` 2/4/8 bytes to native order;
     2: boolean (any non-zero byte is true) as an Arrow bit-packed buffer (width 1).
     """
-    cdef Py_ssize_t n = PyList_GET_SIZE(raw), i, nulls = 0
+    cdef Py_ssize_t n = PyList_GET_SIZE(raw), i, nulls = 0, nbits = (n + 7) // 8
     cdef PyObject* item
     cdef const uint8_t* src
     cdef uint8_t* valid
@@ -905,45 +906,39 @@ def fixed_column(list raw not None, Py_ssize_t width, int kind):
     cdef bytes validity, data
     if width <= 0 or (kind == 2 and width != 1) or (kind == 1 and width not in (2, 4, 8)):
         return None
+    validity = PyBytes_FromStringAndSize(NULL, nbits)
+    valid = <uint8_t*>PyBytes_AS_STRING(validity)
+    memset(valid, 0, nbits)
+    if kind == 2:
+        data = PyBytes_FromStringAndSize(NULL, nbits)
+        out = <uint8_t*>PyBytes_AS_STRING(data)
+        memset(out, 0, nbits)
+    else:
+        data = PyBytes_FromStringAndSize(NULL, n * width)
+        out = <uint8_t*>PyBytes_AS_STRING(data)
     for i in range(n):
         item = PyList_GET_ITEM(raw, i)
         if item == <PyObject*>None:
             nulls += 1
-        elif not PyBytes_Check(<object>item) or PyBytes_GET_SIZE(<object>item) != width:
-            return None
-    validity = PyBytes_FromStringAndSize(NULL, (n + 7) // 8) if nulls else None
-    if kind == 2:
-        data = PyBytes_FromStringAndSize(NULL, (n + 7) // 8)
-        out = <uint8_t*>PyBytes_AS_STRING(data)
-        memset(out, 0, (n + 7) // 8)
-    else:
-        data = PyBytes_FromStringAndSize(NULL, n * width)
-        out = <uint8_t*>PyBytes_AS_STRING(data)
-    if nulls:
-        valid = <uint8_t*>PyBytes_AS_STRING(validity)
-        memset(valid, 0, (n + 7) // 8)
-    for i in range(n):
-        item = PyList_GET_ITEM(raw, i)
-        if item == <PyObject*>None:
             if kind != 2:
                 memset(out + i * width, 0, width)
             continue
-        if nulls:
-            valid[i >> 3] |= <uint8_t>(1 << (i & 7))
+        if not PyBytes_CheckExact(<object>item) or PyBytes_GET_SIZE(<object>item) != width:
+            return None
+        valid[i >> 3] |= <uint8_t>(1 << (i & 7))
         src = <const uint8_t*>PyBytes_AS_STRING(<object>item)
-        if kind == 0:
-            memcpy(out + i * width, src, width)
-        elif kind == 2:
-            if src[0]:
-                out[i >> 3] |= <uint8_t>(1 << (i & 7))
-        else:
+        if kind == 1:
             rcdc_swap(out + i * width, src, width)
-    return validity, data, nulls
+        elif kind == 0:
+            memcpy(out + i * width, src, width)
+        elif src[0]:
+            out[i >> 3] |= <uint8_t>(1 << (i & 7))
+    return (validity if nulls else None), data, nulls
 
 
 def variable_column(list raw not None):
     """Raw values of a text/blob column -> (validity or None, offsets, data, null count, large):
-    int32 offsets when the data is under 2 GiB (large False), else int64. None if a value is not
+    int32 offsets when the data fits them (large False), else int64. None if a value is not
     bytes."""
     cdef Py_ssize_t n = PyList_GET_SIZE(raw), i, nulls = 0, total = 0, ln
     cdef PyObject* item
@@ -957,7 +952,7 @@ def variable_column(list raw not None):
         item = PyList_GET_ITEM(raw, i)
         if item == <PyObject*>None:
             nulls += 1
-        elif not PyBytes_Check(<object>item):
+        elif not PyBytes_CheckExact(<object>item):
             return None
         else:
             total += PyBytes_GET_SIZE(<object>item)
@@ -992,43 +987,175 @@ def variable_column(list raw not None):
     return validity, offsets, data, nulls, large
 
 
-def present_column(list present not None, dict codes not None):
-    """`present` lists -> (int32 offsets, int32 codes) with codes[name] the index of each name, or
-    None when an entry is not a list of known names. Consecutive rows sharing one list object (the
-    kernel shares them) are copied, not looked up again."""
-    cdef Py_ssize_t n = PyList_GET_SIZE(present), i, j, m, total = 0, prev_start = 0, prev_len = 0
+def int_column(list values not None, int bits):
+    """Python ints or None -> (validity or None, little-endian int32/int64 data, null count), or
+    None when an entry is not an int of that range (then pyarrow decides, and raises)."""
+    cdef Py_ssize_t n = PyList_GET_SIZE(values), i, nulls = 0, nbits = (n + 7) // 8
     cdef PyObject* item
     cdef PyObject* prev = NULL
+    cdef long long v = 0
+    cdef int overflow
+    cdef uint8_t* valid
+    cdef int32_t* out32
+    cdef int64_t* out64
+    cdef bytes validity, data
+    if bits != 32 and bits != 64:
+        return None
+    validity = PyBytes_FromStringAndSize(NULL, nbits)
+    valid = <uint8_t*>PyBytes_AS_STRING(validity)
+    memset(valid, 0, nbits)
+    data = PyBytes_FromStringAndSize(NULL, n * (bits // 8))
+    out32 = <int32_t*>PyBytes_AS_STRING(data)
+    out64 = <int64_t*>PyBytes_AS_STRING(data)
+    for i in range(n):
+        item = PyList_GET_ITEM(values, i)
+        if item == <PyObject*>None:
+            nulls += 1
+            if bits == 32:
+                out32[i] = 0
+            else:
+                out64[i] = 0
+            continue
+        if item != prev:  # runs of one object (segment ids, positions) are read once
+            if not PyLong_CheckExact(<object>item):
+                return None
+            v = PyLong_AsLongLongAndOverflow(<object>item, &overflow)
+            if overflow or (bits == 32 and (v > 0x7FFFFFFF or v < -0x80000000)):
+                return None
+            prev = item
+        valid[i >> 3] |= <uint8_t>(1 << (i & 7))
+        if bits == 32:
+            out32[i] = <int32_t>v
+        else:
+            out64[i] = <int64_t>v
+    return (validity if nulls else None), data, nulls
+
+
+cdef inline int _utf8(object text, const char** ptr, Py_ssize_t* ln) except -1:
+    ptr[0] = PyUnicode_AsUTF8AndSize(text, ln)
+    return 0
+
+
+def string_column(list values not None):
+    """str or None entries -> (validity or None, int32 offsets, UTF-8 data, null count), or None
+    when an entry is not a str (or the data needs int64 offsets)."""
+    cdef Py_ssize_t n = PyList_GET_SIZE(values), i, nulls = 0, total = 0, ln = 0
+    cdef PyObject* item
+    cdef PyObject* prev = NULL
+    cdef const char* ptr = NULL
+    cdef uint8_t* valid
     cdef int32_t* off
-    cdef int32_t* out
-    cdef bytes offsets, values
+    cdef char* out
+    cdef bytes validity, offsets, data
+    for i in range(n):
+        item = PyList_GET_ITEM(values, i)
+        if item == <PyObject*>None:
+            nulls += 1
+            continue
+        if item != prev:
+            if not PyUnicode_CheckExact(<object>item):
+                return None
+            _utf8(<object>item, &ptr, &ln)
+            prev = item
+        total += ln
+        if total > 0x7FFFFFFF:
+            return None
+    validity = PyBytes_FromStringAndSize(NULL, (n + 7) // 8) if nulls else None
+    if nulls:
+        valid = <uint8_t*>PyBytes_AS_STRING(validity)
+        memset(valid, 0, (n + 7) // 8)
+    offsets = PyBytes_FromStringAndSize(NULL, (n + 1) * 4)
+    off = <int32_t*>PyBytes_AS_STRING(offsets)
+    data = PyBytes_FromStringAndSize(NULL, total)
+    out = PyBytes_AS_STRING(data)
+    prev = NULL
+    total = 0
+    for i in range(n):
+        off[i] = <int32_t>total
+        item = PyList_GET_ITEM(values, i)
+        if item == <PyObject*>None:
+            continue
+        if nulls:
+            valid[i >> 3] |= <uint8_t>(1 << (i & 7))
+        if item != prev:
+            _utf8(<object>item, &ptr, &ln)
+            prev = item
+        memcpy(out + total, ptr, ln)
+        total += ln
+    off[n] = <int32_t>total
+    return validity, offsets, data, nulls
+
+
+def present_column(list present not None):
+    """`present` lists of str -> (int32 list offsets, int32 string offsets, UTF-8 data), the
+    buffers of a list<string> array; None when an entry is not a list of str. Consecutive rows
+    sharing one list object (the kernel shares them) are copied, not encoded again."""
+    cdef Py_ssize_t n = PyList_GET_SIZE(present), i, j, m, count = 0, total = 0, ln
+    cdef Py_ssize_t prev_first = 0, prev_count = 0, prev_total = 0, prev_bytes = 0
+    cdef PyObject* item
+    cdef PyObject* name
+    cdef PyObject* prev = NULL
+    cdef const char* ptr
+    cdef int32_t* loff
+    cdef int32_t* soff
+    cdef char* out
+    cdef bytes list_offsets, str_offsets, data
+    # sizes first
     for i in range(n):
         item = PyList_GET_ITEM(present, i)
         if type(<object>item) is not list:
             return None
-        total += PyList_GET_SIZE(<object>item)
-    if total >= 0x7FFFFFFF:
+        m = PyList_GET_SIZE(<object>item)
+        if item == prev:
+            count += m
+            total += prev_bytes
+            continue
+        prev_bytes = 0
+        for j in range(m):
+            name = PyList_GET_ITEM(<object>item, j)
+            if not PyUnicode_CheckExact(<object>name):
+                return None
+            _utf8(<object>name, &ptr, &ln)
+            prev_bytes += ln
+        count += m
+        total += prev_bytes
+        prev = item
+        if count > 0x7FFFFFFF or total > 0x7FFFFFFF:
+            return None
+    if count > 0x7FFFFFFF or total > 0x7FFFFFFF:
         return None
-    offsets = PyBytes_FromStringAndSize(NULL, (n + 1) * 4)
-    values = PyBytes_FromStringAndSize(NULL, total * 4)
-    off = <int32_t*>PyBytes_AS_STRING(offsets)
-    out = <int32_t*>PyBytes_AS_STRING(values)
+    list_offsets = PyBytes_FromStringAndSize(NULL, (n + 1) * 4)
+    str_offsets = PyBytes_FromStringAndSize(NULL, (count + 1) * 4)
+    data = PyBytes_FromStringAndSize(NULL, total)
+    loff = <int32_t*>PyBytes_AS_STRING(list_offsets)
+    soff = <int32_t*>PyBytes_AS_STRING(str_offsets)
+    out = PyBytes_AS_STRING(data)
+    prev = NULL
+    count = 0
     total = 0
     for i in range(n):
-        off[i] = <int32_t>total
+        loff[i] = <int32_t>count
         item = PyList_GET_ITEM(present, i)
         m = PyList_GET_SIZE(<object>item)
-        if item == prev and m == prev_len:
-            memcpy(out + total, out + prev_start, m * 4)
-        else:
+        if item == prev:
+            # the same names again: copy the previous row's bytes and shift its offsets
+            ln = total - prev_total
+            memcpy(out + total, out + prev_total, ln)
             for j in range(m):
-                code = codes.get(<object>PyList_GET_ITEM(<object>item, j))
-                if code is None:
-                    return None
-                out[total + j] = <int32_t>code
+                soff[count + j] = soff[prev_first + j] + <int32_t>ln
+            prev_first = count
+            prev_total = total
+            total += ln
+        else:
+            prev_first = count
+            prev_total = total
+            for j in range(m):
+                soff[count + j] = <int32_t>total
+                _utf8(<object>PyList_GET_ITEM(<object>item, j), &ptr, &ln)
+                memcpy(out + total, ptr, ln)
+                total += ln
+        count += m
         prev = item
-        prev_start = total
-        prev_len = m
-        total += m
-    off[n] = <int32_t>total
-    return offsets, values
+    loff[n] = <int32_t>count
+    soff[count] = <int32_t>total
+    return list_offsets, str_offsets, data

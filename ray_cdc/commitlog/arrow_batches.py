@@ -10,6 +10,14 @@ Each batch has one column per CQL column, then metadata columns:
 latest timestamp), `_ttl` and `_expires_at` (for expiring writes), `_segment_id` and `_position`
 (the resume point of the change's mutation), `_present` (the non-key columns the change writes
 or deletes: a partial update sets only these), and `_range` (bounds of a range delete).
+
+Two ways in: `arrow_batches(decoded_mutations)` adds decoded mutations (`CommitLogReader.mutations`)
+through `TableBatchBuilder.add_update`; `CommitLogReader.arrow_batches(paths)` first hands each
+entry body to the compiled kernel (`_fastpath.Kernel`, built from `_fastpath.pyx` when Cython and a
+C compiler are there), which appends the rows of common mutations straight into the same builder
+lists, and uses `add_update` for the rest. Both give the same batches. `finish()` builds columns with
+the kernel module's column builders when it is there, with numpy otherwise; `RAY_CDC_PURE_PYTHON=1`
+turns every compiled part off.
 """
 
 from __future__ import annotations
@@ -108,10 +116,10 @@ class TableBatchBuilder:
         self.slot = {c.name: i for i, c in enumerate(self.columns)}
         self.n_pk = len(table.partition_key)
         self.n_ck = len(table.clustering)
-        self._slot_cache: dict[tuple[str, ...], list[int]] = {}
+        self._slot_cache: dict[tuple[str, ...], tuple[list[int], list[str | None]]] = {}
+        self._last_names: tuple[str, ...] | None = None
+        self._last_slots: tuple[list[int], list[str | None]] = ([], [])
         self._schema: pa.Schema | None = None
-        self._present_codes = {c.name: i for i, c in enumerate(self.columns)}
-        self._present_names: pa.Array | None = None
         self.raw: list[list] = [[] for _ in self.columns]
         self.op: list[str] = []
         self.writetime: list[int] = []
@@ -153,15 +161,20 @@ class TableBatchBuilder:
             else:
                 row(unfiltered, names, pk, segment_id, offset)
 
-    def _slots(self, names: tuple[str, ...]) -> list[int]:
+    def _slots(self, names: tuple[str, ...]) -> tuple[list[int], list[str | None]]:
+        """Builder slot (-1: a dropped column) and column name of each header column."""
+        if names is self._last_names:  # the decoder hands out one tuple per repeated header
+            return self._last_slots
         slots = self._slot_cache.get(names)
         if slots is None:
-            slots = self._slot_cache[names] = [self.slot[n] if n in self.slot else -1 for n in names]
+            index = [self.slot[n] if n in self.slot else -1 for n in names]
+            slots = self._slot_cache[names] = (index, [self.columns[i].name if i >= 0 else None for i in index])
+        self._last_names, self._last_slots = names, slots
         return slots
 
     def _row(self, row, names, pk, segment_id, offset) -> None:
         raw = self.raw
-        slots = self._slots(names)
+        slots, slot_names = self._slots(names)
         written = [None] * len(raw)
         n_pk = len(pk)
         if n_pk == self.n_pk:
@@ -178,37 +191,46 @@ class TableBatchBuilder:
         writetime = ttl = expires = None
         liveness = row.liveness
         if liveness is not None:
-            writetime = liveness.timestamp
-            if liveness.ttl:
-                ttl, expires = liveness.ttl, liveness.local_expiration_time
+            writetime = liveness[0]
+            if liveness[1]:
+                ttl, expires = liveness[1], liveness[2]
         present = []
-        columns = self.columns
+        add_present = present.append
+        nbytes = 0
         for index, data in row.columns:
             slot = slots[index]
             if slot < 0:
                 continue  # a dropped column: not part of the current table
-            present.append(columns[slot].name)
+            add_present(slot_names[index])
             if data.__class__ is ComplexColumn:
-                change = _complex_change(columns[slot], data, False)
+                change = _complex_change(self.columns[slot], data, False)
                 self.decoded.setdefault(slot, {})[len(self.op)] = change.value
                 ts = change.timestamp
             else:
-                ts = data.timestamp
-                if not data.flags & CELL_IS_DELETED:
-                    written[slot] = data.value
-                    self.nbytes += len(data.value)
-                    if data.flags & CELL_IS_EXPIRING and ttl is None:
-                        ttl, expires = data.ttl, data.local_deletion_time
+                flags, ts, ldt, cell_ttl, _, value = data
+                if not flags & CELL_IS_DELETED:
+                    written[slot] = value
+                    nbytes += len(value)
+                    if flags & CELL_IS_EXPIRING and ttl is None:
+                        ttl, expires = cell_ttl, ldt
             if writetime is None or ts > writetime:
                 writetime = ts
+        self.nbytes += nbytes
         op = "insert" if liveness is not None else "update"
-        if row.deletion is not None:
+        deletion = row.deletion
+        if deletion is not None:
             op = "delete"
-            if writetime is None or row.deletion.marked_for_delete_at > writetime:
-                writetime = row.deletion.marked_for_delete_at
+            if writetime is None or deletion[0] > writetime:
+                writetime = deletion[0]
         for column, v in zip(raw, written):
             column.append(v)
-        self._meta(op, writetime, ttl, expires, segment_id, offset, present)
+        self.op.append(op)
+        self.writetime.append(writetime)
+        self.ttl.append(ttl)
+        self.expires.append(expires if expires != NO_DELETION_TIME else None)
+        self.segment.append(segment_id)
+        self.position.append(offset)
+        self.present.append(present)
 
     def _meta_row(self, pk, clustering, op, writetime, ttl, expires, segment_id, offset, present) -> None:
         values = list(pk) + list(clustering)
@@ -252,15 +274,14 @@ class TableBatchBuilder:
         n = len(self.op)
         fp = fastpath()
         arrays = [self._column(i, c, n, fp) for i, c in enumerate(self.columns)]
-        expires = pa.array(self.expires, pa.int64()).cast(pa.timestamp("s", tz="UTC"))
         arrays += [
-            _strings(self.op),
-            pa.array(self.writetime, pa.int64()),
-            pa.array(self.ttl, pa.int32()),
-            expires,
-            pa.array(self.segment, pa.int64()),
-            pa.array(self.position, pa.int64()),
-            self._present_array(fp),
+            _string_array(self.op, fp),
+            _int_array(self.writetime, pa.int64(), fp),
+            _int_array(self.ttl, pa.int32(), fp),
+            _int_array(self.expires, pa.timestamp("s", tz="UTC"), fp),
+            _int_array(self.segment, pa.int64(), fp),
+            _int_array(self.position, pa.int64(), fp),
+            _present_array(self.present, fp),
             self._ranges(n),
         ]
         if self._schema is None:
@@ -268,20 +289,6 @@ class TableBatchBuilder:
         batch = pa.RecordBatch.from_arrays(arrays, schema=self._schema)
         self._reset()
         return batch
-
-    def _present_array(self, fp) -> pa.Array:
-        if fp is not None:
-            encoded = fp.present_column(self.present, self._present_codes)
-            if encoded is not None:
-                if self._present_names is None:
-                    self._present_names = pa.array([c.name for c in self.columns], pa.string())
-                offsets, codes = encoded
-                n = len(self.present)
-                values = self._present_names.take(
-                    pa.Array.from_buffers(pa.int32(), len(codes) // 4, [None, pa.py_buffer(codes)]))
-                return pa.ListArray.from_arrays(
-                    pa.Array.from_buffers(pa.int32(), n + 1, [None, pa.py_buffer(offsets)]), values)
-        return pa.array(self.present, pa.list_(pa.string()))
 
     def _ranges(self, n: int) -> pa.Array:
         typ = range_type(self.table)
@@ -298,11 +305,45 @@ class TableBatchBuilder:
         return raw_to_arrow(column, self.raw[slot], _fp=fp)
 
 
-def _strings(values: list) -> pa.Array:
-    """A string column of few distinct values (the `_op` column) without one conversion per row."""
-    if len(values) < 64:
-        return pa.array(values, pa.string())
-    return pa.array(values, pa.dictionary(pa.int32(), pa.string())).cast(pa.string())
+def _buffer(data: bytes | None):
+    return None if data is None else pa.py_buffer(data)
+
+
+def _int_array(values: list, typ: pa.DataType, fp) -> pa.Array:
+    """Python ints (None = null) -> an int32/int64-backed array (timestamps: seconds)."""
+    if fp is not None:
+        encoded = fp.int_column(values, 32 if typ == pa.int32() else 64)
+        if encoded is not None:
+            validity, data, nulls = encoded
+            return pa.Array.from_buffers(typ, len(values), [_buffer(validity), pa.py_buffer(data)], null_count=nulls)
+    if pa.types.is_timestamp(typ):
+        return pa.array(values, pa.int64()).cast(typ)
+    return pa.array(values, typ)
+
+
+def _string_array(values: list, fp) -> pa.Array:
+    if fp is not None:
+        encoded = fp.string_column(values)
+        if encoded is not None:
+            validity, offsets, data, nulls = encoded
+            return pa.Array.from_buffers(pa.string(), len(values),
+                                         [_buffer(validity), pa.py_buffer(offsets), pa.py_buffer(data)],
+                                         null_count=nulls)
+    return pa.array(values, pa.string())
+
+
+def _present_array(present: list, fp) -> pa.Array:
+    typ = pa.list_(pa.string())
+    if fp is not None:
+        encoded = fp.present_column(present)
+        if encoded is not None:
+            list_offsets, str_offsets, data = encoded
+            count = len(str_offsets) // 4 - 1
+            names = pa.Array.from_buffers(pa.string(), count, [None, pa.py_buffer(str_offsets), pa.py_buffer(data)],
+                                          null_count=0)
+            return pa.Array.from_buffers(typ, len(present), [None, pa.py_buffer(list_offsets)], null_count=0,
+                                         children=[names])
+    return pa.array(present, typ)
 
 
 def raw_to_arrow(column: ColumnSchema, raw: list, *, _fp=None) -> pa.Array:
@@ -337,10 +378,13 @@ def _validity(mask: np.ndarray | None):
     return None if mask is None else pa.array(~mask).buffers()[1]
 
 
-def _join_fixed(raw: list, width: int) -> bytes | None:
+def _join_fixed(raw: list, width: int, mask: np.ndarray | None) -> bytes | None:
     """The values with nulls as zeros, when every value is exactly `width` bytes."""
-    filler = b"\0" * width
-    filled = [filler if v is None else v for v in raw]
+    if mask is None:
+        filled = raw
+    else:
+        filler = b"\0" * width
+        filled = [filler if v is None else v for v in raw]
     if filled and set(map(len, filled)) != {width}:
         return None  # an empty value somewhere (legal in CQL): take the per-value path
     return b"".join(filled)
@@ -353,13 +397,12 @@ def _fixed_width(raw: list, width: int, dtypes, target: pa.DataType, fp=None) ->
         if encoded is None:
             return None
         validity, data, nulls = encoded
-        return pa.Array.from_buffers(target, len(raw), [validity and pa.py_buffer(validity), pa.py_buffer(data)],
-                                     null_count=nulls)
-    joined = _join_fixed(raw, width)
+        return pa.Array.from_buffers(target, len(raw), [_buffer(validity), pa.py_buffer(data)], null_count=nulls)
+    mask = _mask(raw)
+    joined = _join_fixed(raw, width, mask)
     if joined is None:
         return None
     values = np.frombuffer(joined, dtype=dtypes[0]).astype(dtypes[1])
-    mask = _mask(raw)
     if is_bool:
         return pa.array(values != 0, pa.bool_(), mask=mask)
     storage = pa.int64() if pa.types.is_timestamp(target) else target
@@ -377,18 +420,18 @@ def _variable_width(raw: list, target: pa.DataType, fp=None) -> pa.Array | None:
             typ = pa.large_string() if target == pa.string() else pa.large_binary()
         else:
             typ = target
-        array = pa.Array.from_buffers(typ, len(raw), [validity and pa.py_buffer(validity), pa.py_buffer(offsets),
-                                                      pa.py_buffer(data)], null_count=nulls)
+        array = pa.Array.from_buffers(typ, len(raw), [_buffer(validity), pa.py_buffer(offsets), pa.py_buffer(data)],
+                                      null_count=nulls)
         if target == pa.string():
             array.validate(full=True)  # invalid UTF-8 must fail here, not in a destination
         return array
-    filled = [b"" if v is None else v for v in raw]
+    mask = _mask(raw)
+    filled = raw if mask is None else [b"" if v is None else v for v in raw]
     lengths = np.fromiter(map(len, filled), dtype=np.int64, count=len(raw))
     offsets = np.zeros(len(raw) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     data = b"".join(filled)
     large = pa.large_string() if target == pa.string() else pa.large_binary()
-    mask = _mask(raw)
     array = pa.Array.from_buffers(large, len(raw), [_validity(mask), pa.py_buffer(offsets), pa.py_buffer(data)],
                                   null_count=-1 if mask is not None else 0)
     if target == pa.string():
@@ -402,12 +445,13 @@ def _uuid(raw: list, target: pa.DataType, fp=None) -> pa.Array | None:
         if encoded is None:
             return None
         validity, joined, _ = encoded
-        validity = validity and pa.py_buffer(validity)
+        validity = _buffer(validity)
     else:
-        joined = _join_fixed(raw, 16)
+        mask = _mask(raw)
+        joined = _join_fixed(raw, 16, mask)
         if joined is None:
             return None
-        validity = _validity(_mask(raw))
+        validity = _validity(mask)
     storage = pa.Array.from_buffers(pa.binary(16), len(raw), [validity, pa.py_buffer(joined)])
     if target == pa.binary(16):
         return storage

@@ -255,13 +255,15 @@ def _marker(buf, pos, stats, widths):
 class _TablePlan:
     """What the walk needs of one table schema, computed once per schema object."""
 
-    __slots__ = ("table", "widths", "n_clustering", "_columns")
+    __slots__ = ("table", "widths", "n_clustering", "_columns", "headers")
 
     def __init__(self, table: TableSchema):
         self.table = table
         self.widths = tuple(c.type.fixed_width for c in table.clustering)
         self.n_clustering = len(self.widths)
         self._columns: dict[tuple[str, ...], tuple[ColumnPlan, ...]] = {}
+        # the two latest regular-column headers that resolved: (raw bytes, names, column plan)
+        self.headers: tuple[tuple[bytes, tuple[str, ...], tuple[ColumnPlan, ...]], ...] = ()
 
     def columns(self, names: tuple[str, ...]) -> tuple[ColumnPlan, ...]:
         plan = self._columns.get(names)
@@ -293,7 +295,16 @@ def _update(buf, pos, plan_for):
     stats = update.stats = EncodingStats(ts - (1 << 64) if ts >> 63 else ts, ldt, ttl)
     if pflags & P_HAS_STATIC_ROW:
         update.static_columns, pos = _columns(buf, pos)
-    update.regular_columns, pos = _columns(buf, pos)
+    for header in plan.headers:  # most updates of a table repeat a recent header byte for byte
+        if buf.startswith(header[0], pos):
+            update.regular_columns, regular_plan = header[1], header[2]
+            pos += len(header[0])
+            break
+    else:
+        header = None
+        header_start = pos
+        update.regular_columns, pos = _columns(buf, pos)
+        header_end = pos
     if pflags & P_HAS_PARTITION_DELETION:
         update.partition_deletion, pos = _deletion(buf, pos, stats)
     widths, n_clustering = plan.widths, plan.n_clustering
@@ -303,7 +314,9 @@ def _update(buf, pos, plan_for):
         update.static_row, pos = _row(buf, pos + 1, flags, stats, static_plan, widths, 0, True)
     if pflags & P_HAS_ROW_ESTIMATE:
         update.row_estimate, pos = _i32(buf, pos, 0)
-    regular_plan = plan.columns(update.regular_columns)
+    if header is None:
+        regular_plan = plan.columns(update.regular_columns)
+        plan.headers = ((buf[header_start:header_end], update.regular_columns, regular_plan), *plan.headers[:1])
     unfiltereds = update.unfiltereds
     while True:
         flags = buf[pos]

@@ -160,6 +160,31 @@ def test_wide_table_same_batches(monkeypatch, wide_segments, max_rows, max_bytes
 
 
 @needs_kernel
+@pytest.mark.parametrize("max_rows", [0, 1, 3])
+def test_tiny_batches_same_batches(monkeypatch, wide_segments, max_rows):
+    paths = sort_segments(wide_segments.glob("CommitLog-*.log"))[:1]
+    _differential(monkeypatch, lambda: CommitLogReader(_registry(wide_segments)), paths, max_rows=max_rows,
+                  min_fast=0.8)
+
+
+def test_without_the_kernel(monkeypatch, caplog, wide_segments):
+    """No compiled module: reader.arrow_batches takes the Python path and says so once, at INFO."""
+    import logging
+
+    from ray_cdc.commitlog import arrow_batches as module
+
+    monkeypatch.delenv("RAY_CDC_PURE_PYTHON", raising=False)
+    monkeypatch.setattr(module, "_compiled", None)
+    monkeypatch.setattr(module, "_absence_logged", False)
+    paths = sort_segments(wide_segments.glob("CommitLog-*.log"))[:1]
+    with caplog.at_level(logging.INFO, logger=module.__name__):
+        reader = CommitLogReader(_registry(wide_segments))
+        batches = list(reader.arrow_batches(paths)) + list(CommitLogReader(_registry(wide_segments)).arrow_batches(paths))
+    assert batches and sum(s.fast_mutations for s in reader.summaries) == 0
+    assert [r.levelname for r in caplog.records if "not built" in r.getMessage()] == ["INFO"]
+
+
+@needs_kernel
 def test_resume_position_same_batches(monkeypatch, wide_segments):
     paths = sort_segments(wide_segments.glob("CommitLog-*.log"))
     reader = CommitLogReader(_registry(wide_segments))
@@ -232,12 +257,14 @@ REAL = _shared_commitlogs()
 @needs_kernel
 @pytest.mark.skipif(not REAL.is_dir(), reason=f"real Cassandra segments not found at {REAL}")
 @pytest.mark.parametrize("folder", ["3.0.13", "3.0.29", "3.4", "4.0.11"])
-def test_real_segments_same_batches(monkeypatch, folder):
+@pytest.mark.parametrize("include_system", [False, True])
+def test_real_segments_same_batches(monkeypatch, folder, include_system):
     keystore_path = REAL / folder / "cassandra.keystore"
     keystore = Keystore.open(keystore_path, "cassandra") if keystore_path.exists() else None
     paths = sort_segments((REAL / folder).glob("CommitLog-*.log"))
     fast, reader = _differential(
-        monkeypatch, lambda: CommitLogReader(keystore=keystore, schema_from_log=True), paths, max_rows=100)
+        monkeypatch, lambda: CommitLogReader(keystore=keystore, schema_from_log=True, include_system=include_system),
+        paths, max_rows=100)
     assert sum(s.fast_mutations for s in reader.summaries) > 0
     assert any(t.qualified_name == "Keyspace1.Standard1" for t, _ in fast)
 
