@@ -7,7 +7,9 @@ once as small segments and once as large ones, then decodes each set in a fresh 
 - framing: read segments, check every CRC, yield entry bodies — the ceiling any decoder of these
   files is compared with (it does no mutation decoding at all);
 - model: framing + mutation decoding into the structural model;
-- arrow: the fast path, framing + decoding + per-table Arrow record batches (64k rows);
+- arrow: the fast path, framing + decoding + per-table Arrow record batches (64k rows), with the
+  compiled kernel (`CommitLogReader.arrow_batches`);
+- arrow-python: the same batches with the kernel switched off (RAY_CDC_PURE_PYTHON=1);
 - changes: the per-row change-record iterator (typed Python values).
 
 Peak RSS of the large-segment set against the small-segment set shows whether memory depends on
@@ -33,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 TARGET_CELLS_PER_S = 1_000_000
-MODES = ("framing", "model", "arrow", "changes")
+MODES = ("framing", "model", "arrow", "arrow-python", "changes")
 
 
 def _segments(directory: Path) -> list[Path]:
@@ -46,7 +48,6 @@ def run_child(mode: str, directory: Path) -> dict:
     """Decode every segment of `directory` in this process; returns counts, CPU seconds, peak RSS."""
     import pyarrow.compute as pc
 
-    from ray_cdc.commitlog.arrow_batches import arrow_batches
     from ray_cdc.commitlog.reader import CommitLogReader
     from ray_cdc.commitlog.segment import SegmentReader
     from ray_cdc.schema.cql import load_cql_schema
@@ -56,10 +57,11 @@ def run_child(mode: str, directory: Path) -> dict:
     reader = CommitLogReader(SchemaRegistry(load_cql_schema(directory / "schema.cql")))
     rows = cells = entries = 0
     wall0, cpu0 = time.perf_counter(), time.process_time()
-    if mode == "framing":
+    if mode == "framing":  # one entry per row change in this workload: rows = entries
         for path in segments:
             for _ in SegmentReader(path).entries():
                 entries += 1
+        rows = entries
     elif mode == "model":
         for path in segments:
             for decoded in reader.mutations(path):
@@ -67,11 +69,10 @@ def run_child(mode: str, directory: Path) -> dict:
                     for row in update.unfiltereds:
                         rows += 1
                         cells += len(row.columns)
-    elif mode == "arrow":
-        for path in segments:
-            for _, batch in arrow_batches(reader.mutations(path)):
-                rows += batch.num_rows
-                cells += pc.sum(pc.list_value_length(batch.column("_present"))).as_py() or 0
+    elif mode in ("arrow", "arrow-python"):
+        for _, batch in reader.arrow_batches(segments):
+            rows += batch.num_rows
+            cells += pc.sum(pc.list_value_length(batch.column("_present"))).as_py() or 0
     elif mode == "changes":
         for change in reader.changes(segments):
             rows += 1
@@ -85,9 +86,10 @@ def run_child(mode: str, directory: Path) -> dict:
 
 def measure(mode: str, directory: Path, runs: int) -> dict:
     results = []
+    env = {**os.environ, "RAY_CDC_PURE_PYTHON": "1" if mode == "arrow-python" else ""}
     for _ in range(runs):
         out = subprocess.run([sys.executable, __file__, "--child", mode, str(directory)],
-                             check=True, capture_output=True, text=True).stdout
+                             check=True, capture_output=True, text=True, env=env).stdout
         results.append(json.loads(out.strip().splitlines()[-1]))
     median_cpu = statistics.median(r["cpu_s"] for r in results)
     first = results[0]
