@@ -62,6 +62,7 @@ cdef extern from *:
     #define PRES_LIST 2
     #define MAX_CACHED_HEADERS 256
     #define MAX_CACHED_MASKS 4096
+    #define SCRATCH_KEEP (1 << 20)
     #define RCDC_INT64_MAX ((int64_t)0x7FFFFFFFFFFFFFFFLL)
     #define RCDC_INT64_MIN ((int64_t)(-0x7FFFFFFFFFFFFFFFLL - 1))
     static const uint8_t rcdc_extra[256] = {
@@ -107,6 +108,7 @@ cdef extern from *:
     int PRES_LIST
     int MAX_CACHED_HEADERS
     int MAX_CACHED_MASKS
+    int SCRATCH_KEEP
     int64_t RCDC_INT64_MAX
     int64_t RCDC_INT64_MIN
     const uint8_t rcdc_extra[256]
@@ -541,9 +543,22 @@ cdef class Kernel:
             return 0
         if type(body) is not bytes:
             body = bytes(body)
-        if self.parse(body) <= 0:
-            return 0
-        return self.emit(body, segment_id, offset)
+        try:
+            if self.parse(body) <= 0:
+                return 0
+            return self.emit(body, segment_id, offset)
+        finally:
+            if self.vals_cap > SCRATCH_KEEP or self.rows_cap > SCRATCH_KEEP:
+                self.trim()  # a huge mutation: do not keep its scratch for the small ones
+
+    cdef void trim(self) noexcept:
+        free(self.vals)
+        free(self.rows)
+        free(self.pres)
+        self.vals = NULL
+        self.rows = NULL
+        self.pres = NULL
+        self.vals_cap = self.rows_cap = self.pres_cap = 0
 
     cdef int parse(self, bytes body) except -2:
         cdef Cur c
@@ -553,9 +568,8 @@ cdef class Kernel:
         c.n = PyBytes_GET_SIZE(body)
         c.p = 0
         self.n_vals = self.n_rows = self.n_upds = self.n_pks = self.n_pres = 0
-        if rd_uvint(&c, &count) < 0 or count < 1 or count > <uint64_t>c.n:
-            return 0
-        self.grow(<void**>&self.upds, &self.upds_cap, <Py_ssize_t>count, sizeof(UpdRec))
+        if rd_uvint(&c, &count) < 0 or count < 1 or count > <uint64_t>(c.n // 18):
+            return 0  # an update takes at least 18 bytes (table id, key length, flags)
         for u in range(<Py_ssize_t>count):
             if self.parse_update(&c) <= 0:
                 return 0
@@ -583,6 +597,7 @@ cdef class Kernel:
         c.p += 16
         if rd_len(c, &key_len) < 0:
             return 0
+        self.grow(<void**>&self.upds, &self.upds_cap, self.n_upds + 1, sizeof(UpdRec))
         key_off = c.p
         c.p += key_len
         if rd_u8(c, &pflags) < 0:

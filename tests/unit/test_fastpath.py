@@ -398,6 +398,8 @@ def _base_bodies() -> list[tuple[bytes, dict]]:
 
 
 BASES = _base_bodies() if _fastpath is not None else []
+BASES_WIDE_INSERT = encode_mutation(next(workload.workload_mutations([workload.wide_table()], 1, 0,
+                                                                    mix={"insert": 1}))[0])
 
 
 @needs_kernel
@@ -406,6 +408,24 @@ def test_unchanged_bodies_same_appends():
     assert accepted >= len(BASES) // 3, f"the kernel took {accepted} of {len(BASES)} bodies"
     crafted = _crafted_bodies()
     assert sum(_check_body(body, tables) for body, tables in crafted) == len(crafted)
+
+
+@needs_kernel
+def test_huge_mutation_then_small_ones():
+    """A partition update of 105k rows (more scratch than the kernel keeps), then ordinary ones."""
+    wide = workload.wide_table()
+    tables = {wide.id: wide}
+    decoded = MutationDecoder(tables.get).decode(BASES_WIDE_INSERT)
+    (update,) = decoded.updates
+    row = update.unfiltereds[0]
+    one, two = encode_mutation(decoded), None
+    update.unfiltereds = [row, row]
+    two = encode_mutation(decoded)
+    size = len(two) - len(one)
+    prefix = two[: len(two) - 1 - 2 * size]
+    huge = prefix + two[len(prefix): len(prefix) + size] * 105_000 + b"\x01"
+    assert _check_body(huge, tables)
+    assert _check_body(one, tables) and _check_body(huge[:-1], tables) is False
 
 
 @needs_kernel
