@@ -12,10 +12,8 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from uuid import UUID
-
-import pyarrow as pa
 
 from ray_cdc.commitlog.changes import Change, changes_of
 from ray_cdc.commitlog.mutation_decoder import MutationDecoder
@@ -27,6 +25,9 @@ from ray_cdc.schema.from_log import LogSchemaTracker
 from ray_cdc.schema.model import TableSchema
 from ray_cdc.schema.registry import SchemaRegistry
 from ray_cdc.schema.system_schema import KNOWN_SYSTEM_TABLES, system_table_id
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
