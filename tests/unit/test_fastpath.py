@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from uuid import UUID
+from uuid import NAMESPACE_OID, UUID, uuid5
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -322,8 +322,7 @@ def _table(name: str, pk, ck, regular, dropped=()) -> TableSchema:
     cols = [ColumnSchema(n, parse_cql_type(t), ColumnKind.PARTITION_KEY, i) for i, (n, t) in enumerate(pk)]
     cols += [ColumnSchema(n, parse_cql_type(t), ColumnKind.CLUSTERING, i) for i, (n, t) in enumerate(ck)]
     cols += [ColumnSchema(n, parse_cql_type(t), ColumnKind.REGULAR) for n, t in regular]
-    uid = UUID(int=abs(hash(name)) % (1 << 120) | (1 << 76))
-    return TableSchema("fuzz", name, uid, tuple(cols), tuple(dropped))
+    return TableSchema("fuzz", name, uuid5(NAMESPACE_OID, f"fuzz.{name}"), tuple(cols), tuple(dropped))
 
 
 _TYPES = ["int", "text", "bigint", "boolean", "double", "uuid", "blob", "timestamp", "float", "varint"]
