@@ -271,7 +271,7 @@ class CommitLogReader:
     def _decode_with_other_versions(self, entry, path: str) -> Mutation | None:
         """A schema change may be newer or older than the lookup time: try each known version."""
         saved = self._at
-        times = sorted({t for versions in self.registry._versions.values() for t, _ in versions}, reverse=True)
+        times = sorted(self.registry.version_times(), reverse=True)
         try:
             for at in times:
                 self._at = at

@@ -60,6 +60,10 @@ class SchemaRegistry:
     def versions(self, table_id: UUID) -> list[TableSchema]:
         return [t for _, t in self._versions.get(table_id, ())]
 
+    def version_times(self) -> set[int]:
+        """Every time (µs) at which some table's schema changed."""
+        return {t for versions in self._versions.values() for t, _ in versions}
+
     def tables(self) -> list[TableSchema]:
         """The latest version of every known table."""
         return [v[-1][1] for v in self._versions.values()]
