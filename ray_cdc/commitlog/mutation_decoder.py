@@ -7,10 +7,12 @@ the hot loop of the whole product. Any short read or out-of-range value inside a
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from uuid import UUID
 
 from ray_cdc.commitlog.mutation_model import (
+    BOUNDARY_KINDS,
     CELL_HAS_EMPTY_VALUE,
     CELL_IS_DELETED,
     CELL_IS_EXPIRING,
@@ -32,7 +34,6 @@ from ray_cdc.commitlog.mutation_model import (
     P_IS_EMPTY,
     TIMESTAMP_EPOCH,
     TTL_EPOCH,
-    BOUNDARY_KINDS,
     Cell,
     ComplexColumn,
     DeletionTime,
@@ -43,7 +44,7 @@ from ray_cdc.commitlog.mutation_model import (
     RangeTombstoneMarker,
     Row,
 )
-from ray_cdc.commitlog.primitives import EXTRA_BYTES, USHORT, read_uvint
+from ray_cdc.commitlog.primitives import USHORT, read_uvint
 from ray_cdc.errors import MutationDecodeError, UnknownTableError
 from ray_cdc.schema.model import TableSchema
 
@@ -255,7 +256,7 @@ def _marker(buf, pos, stats, widths):
 class _TablePlan:
     """What the walk needs of one table schema, computed once per schema object."""
 
-    __slots__ = ("table", "widths", "n_clustering", "_columns", "headers")
+    __slots__ = ("_columns", "headers", "n_clustering", "table", "widths")
 
     def __init__(self, table: TableSchema):
         self.table = table
@@ -387,7 +388,7 @@ class MutationDecoder:
                 raise _Corrupt(f"{len(buf) - pos} bytes left after the last partition update")
         except _UnknownTable as e:
             raise UnknownTableError(e.table_id, path=path, position=position) from None
-        except (_Corrupt, IndexError, ValueError, UnicodeDecodeError, OverflowError) as e:
+        except (_Corrupt, IndexError, ValueError, UnicodeDecodeError, OverflowError, struct.error) as e:
             where = self._table_at(buf, start) if start >= 0 else ""
             detail = str(e) or type(e).__name__
             raise MutationDecodeError(
