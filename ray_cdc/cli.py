@@ -172,7 +172,6 @@ def _summary_json(summary) -> dict:
 
 def _demo(args) -> int:
     from ray_cdc.commitlog import workload
-    from ray_cdc.commitlog.arrow_batches import arrow_batches
     from ray_cdc.commitlog.reader import CommitLogReader, sort_segments
     from ray_cdc.schema.cql import load_cql_schema
     from ray_cdc.schema.registry import SchemaRegistry
@@ -189,12 +188,11 @@ def _demo(args) -> int:
         reader = CommitLogReader(SchemaRegistry(load_cql_schema(out / "schema.cql")))
         per_table: dict[str, dict[str, int]] = {}
         rows = 0
-        for path in segments:
-            for table, batch in arrow_batches(reader.mutations(path)):
-                counts = per_table.setdefault(table.qualified_name, {})
-                for op, n in zip(*_value_counts(batch.column("_op"))):
-                    counts[op] = counts.get(op, 0) + n
-                rows += batch.num_rows
+        for table, batch in reader.arrow_batches(segments):
+            counts = per_table.setdefault(table.qualified_name, {})
+            for op, n in zip(*_value_counts(batch.column("_op"))):
+                counts[op] = counts.get(op, 0) + n
+            rows += batch.num_rows
         elapsed = time.perf_counter() - t1
         print(f"decoded {rows} row changes into Arrow batches in {elapsed:.2f} s ({rows / elapsed:,.0f} rows/s)")
         for name, counts in sorted(per_table.items()):
