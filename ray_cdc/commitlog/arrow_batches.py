@@ -30,7 +30,6 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ray_cdc.commitlog.changes import _complex_change, cell_value, split_composite
 from ray_cdc.commitlog.mutation_model import (
@@ -167,7 +166,7 @@ class TableBatchBuilder:
             return self._last_slots
         slots = self._slot_cache.get(names)
         if slots is None:
-            index = [self.slot[n] if n in self.slot else -1 for n in names]
+            index = [self.slot.get(n, -1) for n in names]
             slots = self._slot_cache[names] = (index, [self.columns[i].name if i >= 0 else None for i in index])
         self._last_names, self._last_slots = names, slots
         return slots
@@ -224,13 +223,7 @@ class TableBatchBuilder:
                 writetime = deletion[0]
         for column, v in zip(raw, written):
             column.append(v)
-        self.op.append(op)
-        self.writetime.append(writetime)
-        self.ttl.append(ttl)
-        self.expires.append(expires if expires != NO_DELETION_TIME else None)
-        self.segment.append(segment_id)
-        self.position.append(offset)
-        self.present.append(present)
+        self._meta(op, writetime, ttl, expires, segment_id, offset, present)
 
     def _meta_row(self, pk, clustering, op, writetime, ttl, expires, segment_id, offset, present) -> None:
         values = list(pk) + list(clustering)
