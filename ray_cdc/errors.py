@@ -109,3 +109,30 @@ class ValueCodecError(SchemaError):
 
 class ConfigError(RayCdcError):
     """A configuration value is missing or invalid; names the key."""
+
+
+# --- destinations --------------------------------------------------------------------------------
+
+
+class DestinationError(RayCdcError):
+    """A destination failed; names the destination (never its credentials)."""
+
+    def __init__(self, message: str, *, destination: str | None = None):
+        self.destination = destination
+        super().__init__(f"{destination}: {message}" if destination else message)
+
+
+class TransientDestinationError(DestinationError):
+    """Worth retrying with backoff: connection lost, server restarting, lock timeout, ..."""
+
+
+class FatalDestinationError(DestinationError):
+    """Retrying will not help: bad credentials, missing permission, incompatible schema, ..."""
+
+
+class RejectedRowsError(DestinationError):
+    """Some rows of a batch were refused as bad data; they go to the DLQ, the rest is applied."""
+
+    def __init__(self, message: str, *, destination: str | None = None, rows: list[tuple[int, str]] = ()):
+        self.rows = list(rows)  # (row index in the batch, reason)
+        super().__init__(message, destination=destination)
