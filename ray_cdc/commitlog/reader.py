@@ -66,6 +66,20 @@ class DecodedMutation:
 
 
 @dataclass
+class ChangeSet:
+    """Every table's batches for one contiguous range of a segment's entries, up to `end`."""
+
+    segment_id: int
+    end: CommitLogPosition  # the last entry covered: the offset to record once the set is applied
+    batches: list  # [(TableSchema, pa.RecordBatch)]
+    completed: bool = False  # the segment is done: its _cdc.idx said COMPLETED and all was read
+
+    @property
+    def rows(self) -> int:
+        return sum(batch.num_rows for _, batch in self.batches)
+
+
+@dataclass
 class SegmentSummary:
     path: str
     report: ReadReport | None = None
@@ -151,7 +165,47 @@ class CommitLogReader:
             yield from self._segment_batches(str(path), seg_start, batcher, kernel, fp)
         yield from batcher.flush()
 
+    def change_sets(self, path: str | Path, *, start: CommitLogPosition | None = None,
+                    max_rows: int = 65536, max_bytes: int = 16 << 20) -> Iterator[ChangeSet]:
+        """One segment as a sequence of ChangeSets: every table's batches for a contiguous range of
+        entries, closed at an entry boundary when some table's batch is full, and at the end.
+
+        A consumer that applies a whole set (all its batches) can record `end` as its offset: no
+        change at or before `end` is left in a later set. The last set may have no batches (its
+        entries were system mutations, or nothing followed `start`): it still carries the end
+        position and whether the segment is `completed`.
+        """
+        from ray_cdc.commitlog.arrow_batches import ArrowBatcher, fastpath
+
+        fp = fastpath()
+        batcher = ArrowBatcher(max_rows=max_rows, max_bytes=max_bytes)
+        kernel = fp.Kernel(max_rows, max_bytes) if fp is not None else None
+        segment_id = parse_segment_name(str(path))[1]
+        last = start
+        closed: ChangeSet | None = None  # held back one step: the segment's last set says `completed`
+        for position, full in self._segment_steps(str(path), start, batcher, kernel, fp):
+            if closed is not None:
+                yield closed
+                closed = None
+            last = position
+            if full:  # some table's batch is full: close the set here, at an entry boundary
+                closed = ChangeSet(segment_id, position, [*full, *batcher.flush()])
+        report = self.summaries[-1].report
+        completed = bool(report.completed and report.end_of_data and not report.problems)
+        if closed is not None:
+            closed.completed = completed
+            yield closed
+            return
+        end = last if last is not None else CommitLogPosition(segment_id, 0)
+        yield ChangeSet(segment_id, end, list(batcher.flush()), completed=completed)
+
     def _segment_batches(self, path: str, start, batcher, kernel, fp):
+        for _, full in self._segment_steps(path, start, batcher, kernel, fp):
+            yield from full
+
+    def _segment_steps(self, path: str, start, batcher, kernel, fp):
+        """After each entry of a segment: its position, and the batches that became full while
+        adding it (kernel first; the Python decoder for the mutations the kernel declines)."""
         summary, reader = self._open_segment(path, start, None)
         unsigned_ldt = reader.header.version >= _MESSAGING_V13
         max_rows, max_bytes = batcher.max_rows, batcher.max_bytes
@@ -160,29 +214,33 @@ class CommitLogReader:
             self._check_plans(kernel, batcher)
             add = kernel.add
         for entry in reader.entries():
+            position = entry.position
             if add is not None:
-                position = entry.position
                 done = add(entry.body, position.segment_id, position.offset)
                 if done:
                     summary.mutations += 1
                     summary.fast_mutations += 1
+                    full = []
                     if done == 2:
-                        for builder in kernel.touched():
-                            if len(builder) >= max_rows or builder.nbytes >= max_bytes:
-                                yield builder.table, builder.finish()
+                        full = [(b.table, b.finish()) for b in kernel.touched()
+                                if len(b) >= max_rows or b.nbytes >= max_bytes]
+                    yield position, full
                     continue
-            mutation = self._decode(entry, path, summary)
-            if mutation is None:
-                continue
-            at = self._at
-            if self._is_system(mutation, summary):
-                if kernel is not None and (self._at != at or LogSchemaTracker.is_schema_mutation(mutation)):
-                    self._check_plans(kernel, batcher)
-                continue
-            summary.mutations += 1
-            yield from batcher.add(DecodedMutation(entry.position, mutation, unsigned_ldt))
-            if kernel is not None:
-                self._learn_plans(kernel, batcher, mutation, fp)
+            yield position, list(self._python_path(entry, path, summary, batcher, kernel, fp, unsigned_ldt))
+
+    def _python_path(self, entry, path, summary, batcher, kernel, fp, unsigned_ldt):
+        mutation = self._decode(entry, path, summary)
+        if mutation is None:
+            return
+        at = self._at
+        if self._is_system(mutation, summary):
+            if kernel is not None and (self._at != at or LogSchemaTracker.is_schema_mutation(mutation)):
+                self._check_plans(kernel, batcher)
+            return
+        summary.mutations += 1
+        yield from batcher.add(DecodedMutation(entry.position, mutation, unsigned_ldt))
+        if kernel is not None:
+            self._learn_plans(kernel, batcher, mutation, fp)
 
     def changes(self, paths: Iterable[str | Path], *, start: CommitLogPosition | None = None) -> Iterator[Change]:
         """Change records of every segment, in segment-id order."""
