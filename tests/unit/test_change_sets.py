@@ -43,8 +43,8 @@ def test_sets_partition_the_stream_at_entry_boundaries(workload, max_rows):
     for table, batch in _reader(out).arrow_batches(segments):
         expected.setdefault(table.qualified_name, []).append(batch)
     assert by_table.keys() == expected.keys()
-    for name in expected:
-        assert pa.Table.from_batches(by_table[name]).equals(pa.Table.from_batches(expected[name]))
+    for name, batches in expected.items():
+        assert pa.Table.from_batches(by_table[name]).equals(pa.Table.from_batches(batches))
 
 
 def test_resuming_after_a_set_end_gives_the_rest(workload):
