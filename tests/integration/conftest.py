@@ -58,7 +58,7 @@ def cassandra_node(tmp_path_factory):
 
 # --- PostgreSQL ------------------------------------------------------------------------------------
 
-from tests.services.postgres import PostgresServer, PostgresServerError  # noqa: E402
+from tests.services.postgres import PostgresServer, PostgresServerError
 
 
 @pytest.fixture(scope="session")

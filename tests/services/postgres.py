@@ -120,14 +120,14 @@ class PostgresServer:
         result = subprocess.run(
             [*self._as_user(), str(DEBIAN_BIN / "initdb"), "-D", str(data), "-U", self.user,
              "--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8",
-             "--locale=C.UTF-8"], capture_output=True, text=True, cwd=str(home))
+             "--locale=C.UTF-8"], check=False, capture_output=True, text=True, cwd=str(home))
         pwfile.unlink()
         if result.returncode != 0:
             raise PostgresServerError(f"initdb failed ({result.returncode}): {result.stderr[-2000:]}")
         self.data_dir = data
 
     def _pg_ctl(self, *args: str) -> None:
-        result = subprocess.run([*self._as_user(), str(DEBIAN_BIN / "pg_ctl"), "-D", str(self.data_dir), *args],
+        result = subprocess.run([*self._as_user(), str(DEBIAN_BIN / "pg_ctl"), "-D", str(self.data_dir), *args], check=False,
                                 capture_output=True, text=True, cwd=str(self.data_dir.parent))
         if result.returncode != 0:
             raise PostgresServerError(f"pg_ctl {args[0]} failed ({result.returncode}): "
