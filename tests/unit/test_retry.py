@@ -1,0 +1,58 @@
+"""Retrying transient destination errors with capped, jittered exponential backoff."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from ray_cdc.errors import FatalDestinationError, TransientDestinationError
+from ray_cdc.pipeline.writing import RetryPolicy, retry
+
+
+def test_delays_grow_to_the_cap():
+    policy = RetryPolicy(initial=1, maximum=8)
+    rng = random.Random(1)
+    delays = [d for _, d in zip(range(8), policy.delays(rng))]
+    ceilings = [1, 2, 4, 8, 8, 8, 8, 8]
+    assert all(0 <= d <= c for d, c in zip(delays, ceilings))
+
+
+def test_transient_errors_are_retried_until_success():
+    attempts, slept = [], []
+
+    def flaky():
+        attempts.append(1)
+        if len(attempts) < 4:
+            raise TransientDestinationError("connection refused", destination="pg")
+        return "ok"
+
+    assert retry(flaky, RetryPolicy(initial=0.1, maximum=1), what="write", sleep=slept.append) == "ok"
+    assert len(attempts) == 4 and len(slept) == 3
+
+
+def test_fatal_errors_are_not_retried():
+    attempts = []
+
+    def fatal():
+        attempts.append(1)
+        raise FatalDestinationError("password authentication failed", destination="pg")
+
+    with pytest.raises(FatalDestinationError):
+        retry(fatal, RetryPolicy(), what="write", sleep=lambda _: None)
+    assert len(attempts) == 1
+
+
+def test_the_time_budget_ends_retrying():
+    now = [0.0]
+
+    def down():
+        raise TransientDestinationError("down", destination="pg")
+
+    def sleep(seconds):
+        now[0] += seconds
+
+    with pytest.raises(TransientDestinationError):
+        retry(down, RetryPolicy(initial=1, maximum=4, max_elapsed=20), what="write", sleep=sleep,
+              clock=lambda: now[0])
+    assert now[0] <= 20
