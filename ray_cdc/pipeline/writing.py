@@ -85,6 +85,9 @@ class DestinationWriter:
                                      what=f"{self.destination.name}: reading offsets", sleep=self.sleep))
         return dict(self._committed)
 
+    def committed(self, partition: str) -> Offset | None:
+        return self._committed.get(partition)
+
     def apply(self, node: str, change_set: ChangeSet) -> ApplyResult:
         key = partition_id(node, change_set.segment_id)
         committed = self._committed.get(key)
