@@ -1,0 +1,31 @@
+"""One writer actor per destination (logic in pipeline/writing.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import ray
+
+from ray_cdc.commitlog.reader import ChangeSet
+from ray_cdc.pipeline.writing import ApplyResult, DestinationWriter, RetryPolicy
+
+
+@ray.remote
+class WriterActor:
+    """`destination_factory` builds the destination inside the actor (connections never travel)."""
+
+    def __init__(self, name: str, destination_factory: Callable, offsets, dead_letters=None,
+                 policy: RetryPolicy | None = None):
+        destination = destination_factory()
+        destination.open()
+        self._name = name
+        self._writer = DestinationWriter(destination, dead_letters, policy or RetryPolicy())
+        self._offsets = offsets
+        for offset in self._writer.start().values():
+            self._offsets.record.remote(name, offset)
+
+    def apply(self, node: str, change_set: ChangeSet) -> ApplyResult:
+        result = self._writer.apply(node, change_set)
+        if result.offset is not None:
+            ray.get(self._offsets.record.remote(self._name, result.offset))
+        return result
