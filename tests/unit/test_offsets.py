@@ -27,3 +27,14 @@ def test_advance_moves_forward_only():
         Offset("a", 1, 10, completed=True).advance(Offset("a", 1, 10))
     with pytest.raises(ValueError, match="cannot advance"):
         offset.advance(Offset("b", 1, 20))
+
+
+def test_offset_book_keeps_the_latest_per_destination_and_partition():
+    from ray_cdc.actors.offsets import OffsetBook
+
+    book = OffsetBook({"pg": {"a/1": Offset("a", 1, 5)}})
+    book.record("pg", Offset("a", 1, 9))
+    book.record("ch", Offset("a", 2, 3))
+    assert book.snapshot() == {"pg": {"a/1": Offset("a", 1, 9)}, "ch": {"a/2": Offset("a", 2, 3)}}
+    with pytest.raises(OffsetRegressionError):
+        book.record("pg", Offset("a", 1, 4))
