@@ -1,0 +1,215 @@
+"""PostgresDestination: Arrow batches -> binary COPY into TEMP staging tables -> one merge transaction.
+
+`write` stages the batch (staging.py), then in ONE transaction: COPY into the staging tables, keep and
+apply tombstones, upsert with per-column last-writer-wins (merge.py), upsert the offsets. Anything
+failing before COMMIT leaves neither data nor offsets. Rows PostgreSQL refuses as bad data are found
+(values.py refuses the ones it can see coming; a COPY that fails on data is bisected inside
+savepoints) and returned in `WriteResult.rejected`; the rest of the batch is applied.
+
+TTL: `_expires_at` is row-level and follows the row's newest change (exact for `INSERT ... USING TTL`
+of whole rows; a partial TTL write makes the row's expiry that write's). Expired rows drop out of the
+view; the state table keeps them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+
+import psycopg
+import pyarrow as pa
+from psycopg.conninfo import conninfo_to_dict
+
+from ray_cdc.destinations.base import Capabilities, WriteResult
+from ray_cdc.destinations.postgres import merge
+from ray_cdc.destinations.postgres.ddl import OFFSETS_DDL, TableNames, names_for, qi, table_ddl
+from ray_cdc.destinations.postgres.errors import classify, is_bad_data
+from ray_cdc.destinations.postgres.staging import Stage, StagedBatch, stage_batch
+from ray_cdc.offsets import Offset
+from ray_cdc.schema.model import TableSchema
+
+log = logging.getLogger(__name__)
+
+_STAGE_TABLE = {"writes": "rows", "static": "static", "partitions": "partitions",
+                "row_deletes": "row_deletes", "ranges": "ranges"}
+_TOMBSTONE_KINDS = {"partitions": "partitions", "row_deletes": "rows", "ranges": "ranges"}
+
+
+class PostgresDestination:
+    capabilities = Capabilities(transactional=True)
+
+    def __init__(self, dsn: str, *, name: str = "postgres", schema: str | None = None,
+                 offsets_schema: str = "public", connect_timeout: int = 10):
+        self.name = name
+        self._dsn = dsn
+        self._secrets = _secrets_of(dsn)
+        self._schema = schema
+        self._offsets_table = f"{qi(offsets_schema)}.ray_cdc_offsets"
+        self._offsets_schema = offsets_schema
+        self._connect_timeout = connect_timeout
+        self._conn: psycopg.Connection | None = None
+        self._tables: dict = {}  # table schema -> TableNames, once its DDL ran
+        self._staged: set = set()  # table ids whose TEMP staging tables exist on this connection
+        #: test hook: called with the cursor after the merge, before COMMIT (a failure there rolls back)
+        self.before_commit: Callable[[psycopg.Cursor], None] | None = None
+
+    # --- connection --------------------------------------------------------------------------------
+
+    def _fail(self, exc: BaseException, doing: str):
+        error = classify(exc, destination=self.name, secrets=self._secrets, doing=doing)
+        if self._conn is not None and self._conn.broken:
+            self._drop_connection()
+        return error
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._drop_connection()
+            try:
+                self._conn = psycopg.connect(self._dsn, connect_timeout=self._connect_timeout)
+            except psycopg.Error as exc:
+                raise self._fail(exc, "connect") from None
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except psycopg.Error:
+                pass
+        self._conn = None
+        self._staged.clear()  # TEMP tables die with the session
+
+    def open(self) -> None:
+        self._run("create the offsets table", lambda cur: (
+            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {qi(self._offsets_schema)}"),
+            cur.execute(OFFSETS_DDL.format(schema=qi(self._offsets_schema)))))
+
+    def close(self) -> None:
+        self._drop_connection()
+
+    def ping(self) -> None:
+        self._run("ping", lambda cur: cur.execute("SELECT 1"))
+
+    def _run(self, doing: str, work: Callable[[psycopg.Cursor], object]):
+        conn = self._connection()
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                return work(cur)
+        except psycopg.Error as exc:
+            raise self._fail(exc, doing) from None
+
+    # --- tables ------------------------------------------------------------------------------------
+
+    def ensure_table(self, table: TableSchema) -> TableNames:
+        names = self._tables.get(table)
+        if names is None:
+            names = names_for(table, self._schema)
+
+            def create(cur):
+                cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (table.qualified_name,))
+                for stmt in table_ddl(names):
+                    cur.execute(stmt)
+            self._run(f"create tables of {table.qualified_name}", create)
+            self._tables[table] = names
+        return names
+
+    def _ensure_stages(self, cur, names: TableNames) -> merge.StageNames:
+        stages = merge.stage_names(names)
+        if names.table.id not in self._staged:
+            for stmt in merge.stage_ddl(names, stages):
+                cur.execute(stmt)
+            self._staged.add(names.table.id)
+        return stages
+
+    # --- writing -----------------------------------------------------------------------------------
+
+    def write(self, table: TableSchema, batch: pa.RecordBatch, offsets: list[Offset]) -> WriteResult:
+        names = self.ensure_table(table)
+        staged = stage_batch(names, batch)
+        rejected = dict(staged.problems)
+        conn = self._connection()
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                stages = self._ensure_stages(cur, names)
+                for key, stage in staged.stages().items():
+                    target = getattr(stages, _STAGE_TABLE[key])
+                    self._copy_isolating(conn, cur, target, stage, rejected)
+                self._merge(cur, names, stages, staged, rejected)
+                self._save_offsets(cur, batch, offsets)
+                if self.before_commit is not None:
+                    self.before_commit(cur)
+        except psycopg.Error as exc:
+            raise self._fail(exc, f"write {len(batch)} rows of {table.qualified_name}") from None
+        return WriteResult(rows=len(batch) - len(rejected), rejected=sorted(rejected.items()))
+
+    def _copy_isolating(self, conn, cur, target: str, stage: Stage, rejected: dict) -> None:
+        """COPY the stage; when PostgreSQL refuses a value, bisect (inside savepoints) to the bad rows."""
+        pending = [(stage.rows, stage.index)]
+        while pending:
+            rows, index = pending.pop()
+            try:
+                with conn.transaction():
+                    _copy(cur, target, stage, rows)
+            except psycopg.Error as exc:
+                if not is_bad_data(exc):
+                    raise
+                if len(rows) == 1:
+                    reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
+                    rejected[index[0]] = reason
+                    continue
+                mid = len(rows) // 2
+                pending += [(rows[mid:], index[mid:]), (rows[:mid], index[:mid])]
+        # rows rejected here are gone from the staging table; the other stages keep theirs
+
+    def _merge(self, cur, names: TableNames, stages, staged: StagedBatch, rejected: dict) -> None:
+        present = {_TOMBSTONE_KINDS[k] for k in staged.stages() if k in _TOMBSTONE_KINDS}
+        for stmt in merge.keep_tombstones_sql(names, stages):
+            if _uses(stmt, stages, present):
+                cur.execute(stmt)
+        for stmt in merge.apply_tombstones_sql(names, stages, present):
+            cur.execute(stmt)
+        kinds = set()
+        if staged.writes is not None or staged.static is not None:
+            flags = cur.execute(merge.kinds_present_sql(names)).fetchone()
+            kinds = {k for k, f in zip(("partitions", "rows", "ranges"), flags) if f}
+        for stage, target, stage_table in ((staged.writes, names.rows, stages.rows),
+                                           (staged.static, names.static, stages.static)):
+            if stage is not None and stage.rows:
+                cur.execute(merge.upsert_sql(names, target, stage_table, duplicates=stage.duplicates, kinds=kinds))
+
+    def _save_offsets(self, cur, batch: pa.RecordBatch, offsets: list[Offset]) -> None:
+        if not offsets:
+            return
+        events = Counter(batch.column("_segment_id").to_pylist())
+        cur.executemany(merge.OFFSETS_UPSERT.format(table=self._offsets_table), [
+            (self.name, o.partition_id, o.node, o.segment_id, o.position, o.completed, events.get(o.segment_id, 0))
+            for o in offsets])
+
+    def committed_offsets(self) -> dict[str, Offset]:
+        rows = self._run("read offsets", lambda cur: cur.execute(
+            f"SELECT partition_id, node, segment_id, position, completed FROM {self._offsets_table} "
+            "WHERE destination = %s", (self.name,)).fetchall())
+        return {pid: Offset(node, seg, pos, done) for pid, node, seg, pos, done in rows}
+
+
+def _uses(stmt: str, stages: merge.StageNames, present: set[str]) -> bool:
+    """Skip the tombstone statements of kinds the batch does not have (their stages are empty)."""
+    by_kind = {"partitions": stages.partitions, "rows": stages.row_deletes, "ranges": stages.ranges}
+    return any(f"FROM {by_kind[k]} " in stmt for k in present)
+
+
+def _copy(cur, target: str, stage: Stage, rows: list[tuple]) -> None:
+    columns = ", ".join(qi(c) for c in stage.columns)
+    with cur.copy(f"COPY {target} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(stage.types)
+        for row in rows:
+            copy.write_row(row)
+
+
+def _secrets_of(dsn: str) -> list[str]:
+    try:
+        password = conninfo_to_dict(dsn).get("password")
+    except psycopg.ProgrammingError:
+        return []
+    return [password] if password else []

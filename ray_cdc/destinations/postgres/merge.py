@@ -1,0 +1,235 @@
+"""The SQL that applies a staged batch: tombstones first, then per-column last-writer-wins upserts.
+
+Staging tables (TEMP, `ON COMMIT DELETE ROWS`, one set per Cassandra table and connection):
+- writes of a target (`StageNames.rows` / `.static`): key columns, `_ck`, value columns (stage types,
+  see values.py), `_wt` (the change's writetime), `_mask` (bit i set: value column i is written or
+  cell-deleted by the change), `_ins` (an INSERT: row liveness), `_expires_at`, `_seq` (batch order,
+  breaks writetime ties: the later-applied change wins);
+- tombstones: partitions (pk, deleted_at), rows (pk, ck, deleted_at), ranges (pk, lo, hi, deleted_at).
+
+Order inside the one transaction, and why it converges whatever order changes arrive in:
+1. the batch's tombstones are kept (newest per key) in the `__deleted_*` tables;
+2. they are applied to existing state rows: each cell written at or before the tombstone becomes NULL
+   with the tombstone's time as its writetime (so an older write arriving later loses the plain LWW
+   comparison), and `_row_del` moves up (it kills row liveness at or before it);
+3. the writes are coalesced per key (the newest value of each column), each is checked against every
+   kept tombstone that covers its key (its cells at or before the newest one become NULL), and upserted
+   with `CASE WHEN new writetime > old writetime` per column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ray_cdc.destinations.postgres.ddl import TableNames, Target, qi
+from ray_cdc.destinations.postgres.values import cast_sql, stage_type
+
+
+@dataclass(frozen=True)
+class StageNames:
+    rows: str
+    static: str
+    partitions: str
+    row_deletes: str
+    ranges: str
+
+
+def stage_names(names: TableNames) -> StageNames:
+    base = "stg_" + names.table.id.hex[:16]
+    return StageNames(base + "_w", base + "_s", base + "_dp", base + "_dr", base + "_dg")
+
+
+def _defs(columns) -> list[str]:
+    return [f"{qi(c.name)} {stage_type(c.type)}" for c in columns]
+
+
+def stage_ddl(names: TableNames, stages: StageNames) -> list[str]:
+    table = names.table
+    tail = "ON COMMIT DELETE ROWS"
+    meta = ["_wt bigint", "_mask bigint", "_ins boolean", "_expires_at timestamptz", "_seq integer"]
+    rows = ", ".join(_defs(names.rows.keys + names.rows.values) + ["_ck bytea"] + meta)
+    partitions = ", ".join(_defs(table.partition_key) + ["deleted_at bigint"])
+    stmts = [f"CREATE TEMP TABLE IF NOT EXISTS {stages.rows} ({rows}) {tail}",
+             f"CREATE TEMP TABLE IF NOT EXISTS {stages.partitions} ({partitions}) {tail}"]
+    if names.static is not None:
+        stmts.append(f"CREATE TEMP TABLE IF NOT EXISTS {stages.static} "
+                     f"({', '.join(_defs(names.static.keys + names.static.values) + meta)}) {tail}")
+    if table.clustering:
+        stmts.append(f"CREATE TEMP TABLE IF NOT EXISTS {stages.row_deletes} "
+                     f"({', '.join(_defs(table.partition_key + table.clustering) + ['deleted_at bigint'])}) {tail}")
+        stmts.append(f"CREATE TEMP TABLE IF NOT EXISTS {stages.ranges} "
+                     f"({', '.join(_defs(table.partition_key) + ['lo bytea', 'hi bytea', 'deleted_at bigint'])}) {tail}")
+    return stmts
+
+
+def _cast_keys(columns, alias: str = "") -> str:
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(f"{cast_sql(c.type, prefix + qi(c.name))} AS {qi(c.name)}" for c in columns)
+
+
+def _eq(columns, a: str, b: str) -> str:
+    return " AND ".join(f"{a}.{qi(c.name)} = {b}.{qi(c.name)}" for c in columns)
+
+
+def _names(columns) -> str:
+    return ", ".join(qi(c.name) for c in columns)
+
+
+# --- 1. keep tombstones --------------------------------------------------------------------------------
+
+
+def keep_tombstones_sql(names: TableNames, stages: StageNames) -> list[str]:
+    table = names.table
+    pk = table.partition_key
+    out = [_keep(names.q("__deleted_partitions"), stages.partitions, pk, pk)]
+    if table.clustering:
+        key = pk + table.clustering
+        out.append(_keep(names.q("__deleted_rows"), stages.row_deletes, key, key))
+        out.append(
+            f"INSERT INTO {names.q('__deleted_ranges')} AS k ({_names(pk)}, lo, hi, deleted_at) "
+            f"SELECT {_cast_keys(pk)}, lo, hi, max(deleted_at) FROM {stages.ranges} "
+            f"GROUP BY {', '.join(str(i + 1) for i in range(len(pk) + 2))} "
+            f"ON CONFLICT ({_names(pk)}, lo, hi) DO UPDATE SET deleted_at = GREATEST(k.deleted_at, EXCLUDED.deleted_at)")
+    return out
+
+
+def _keep(target: str, stage: str, columns, key) -> str:
+    group = ", ".join(str(i + 1) for i in range(len(columns)))
+    return (f"INSERT INTO {target} AS k ({_names(columns)}, deleted_at) "
+            f"SELECT {_cast_keys(columns)}, max(deleted_at) FROM {stage} GROUP BY {group} "
+            f"ON CONFLICT ({_names(key)}) DO UPDATE SET deleted_at = GREATEST(k.deleted_at, EXCLUDED.deleted_at)")
+
+
+# --- 2. apply the batch's tombstones to existing rows -------------------------------------------------
+
+
+def _kill(target: Target, source: str, join_columns) -> str:
+    sets = [f"{qi(c.name)} = CASE WHEN s._ts[{i + 1}] <= d.t THEN NULL ELSE s.{qi(c.name)} END"
+            for i, c in enumerate(target.values)]
+    sets.append(f"_ts = {_ts_array(target, 's._ts[{i}]', 'd.t')}")
+    sets.append("_row_del = GREATEST(s._row_del, d.t)")
+    return (f"UPDATE {target.qstate} AS s SET {', '.join(sets)} FROM ({source}) AS d "
+            f"WHERE {_eq(join_columns, 's', 'd')}")
+
+
+def _ts_array(target: Target, left: str, right: str) -> str:
+    if not target.values:
+        return "ARRAY[]::bigint[]"
+    items = [f"GREATEST({left.format(i=i + 1)}, {right.format(i=i + 1)})" for i in range(len(target.values))]
+    return f"ARRAY[{', '.join(items)}]"
+
+
+def apply_tombstones_sql(names: TableNames, stages: StageNames, present: set[str]) -> list[str]:
+    """`present`: which tombstone kinds the batch has ('partitions', 'rows', 'ranges')."""
+    table = names.table
+    pk = table.partition_key
+    out = []
+    if "partitions" in present:
+        source = f"SELECT {_cast_keys(pk)}, max(deleted_at) AS t FROM {stages.partitions} " \
+                 f"GROUP BY {', '.join(str(i + 1) for i in range(len(pk)))}"
+        out.append(_kill(names.rows, source, pk))
+        if names.static is not None:
+            out.append(_kill(names.static, source, pk))
+    if "rows" in present:
+        key = pk + table.clustering
+        source = f"SELECT {_cast_keys(key)}, max(deleted_at) AS t FROM {stages.row_deletes} " \
+                 f"GROUP BY {', '.join(str(i + 1) for i in range(len(key)))}"
+        out.append(_kill(names.rows, source, key))
+    if "ranges" in present:
+        key = names.rows.keys
+        source = (f"SELECT {', '.join('x.' + qi(c.name) for c in key)}, max(g.deleted_at) AS t "
+                  f"FROM {names.rows.qstate} AS x JOIN (SELECT {_cast_keys(pk)}, lo, hi, deleted_at "
+                  f"FROM {stages.ranges}) AS g ON {_eq(pk, 'x', 'g')} AND x._ck >= g.lo AND x._ck < g.hi "
+                  f"GROUP BY {', '.join('x.' + qi(c.name) for c in key)}")
+        out.append(_kill(names.rows, source, key))
+    return out
+
+
+# --- 3. coalesce, check against tombstones, upsert ------------------------------------------------------
+
+
+def _coalesced(target: Target, stage: str, duplicates: bool) -> str:
+    keys = target.keys
+    ck = ["_ck"] if target.has_ck else []
+    if not duplicates:
+        cols = [_cast_keys(keys), *ck]
+        for i, c in enumerate(target.values):
+            cols.append(f"{qi(c.name)} AS v{i}")
+            cols.append(f"CASE WHEN _mask & {1 << i} <> 0 THEN _wt ELSE 0 END AS t{i}")
+        cols += ["CASE WHEN _ins THEN _wt ELSE 0 END AS row_ts", "_wt", "_expires_at"]
+        return f"SELECT {', '.join(cols)} FROM {stage}"
+    order = "ORDER BY _wt DESC, _seq DESC"
+    cols = [_cast_keys(keys), *(["(array_agg(_ck))[1] AS _ck"] if ck else [])]
+    for i, c in enumerate(target.values):
+        bit = f"_mask & {1 << i} <> 0"
+        cols.append(f"(array_agg({qi(c.name)} {order}) FILTER (WHERE {bit}))[1] AS v{i}")
+        cols.append(f"COALESCE(max(_wt) FILTER (WHERE {bit}), 0) AS t{i}")
+    cols += ["COALESCE(max(_wt) FILTER (WHERE _ins), 0) AS row_ts", "max(_wt) AS _wt",
+             f"(array_agg(_expires_at {order}))[1] AS _expires_at"]
+    group = ", ".join(str(i + 1) for i in range(len(keys)))
+    return f"SELECT {', '.join(cols)} FROM {stage} GROUP BY {group}"
+
+
+def _tomb(names: TableNames, target: Target, kinds: set[str]) -> tuple[str, str]:
+    """(joins, expression) of the newest kept tombstone covering each coalesced row `c`."""
+    pk = names.table.partition_key
+    joins, parts = [], ["0"]
+    if "partitions" in kinds:
+        joins.append(f"LEFT JOIN {names.q('__deleted_partitions')} AS p ON {_eq(pk, 'p', 'c')}")
+        parts.append("p.deleted_at")
+    if target.has_ck and "rows" in kinds:
+        joins.append(f"LEFT JOIN {names.q('__deleted_rows')} AS r ON {_eq(target.keys, 'r', 'c')}")
+        parts.append("r.deleted_at")
+    if target.has_ck and "ranges" in kinds:
+        parts.append(f"(SELECT max(g.deleted_at) FROM {names.q('__deleted_ranges')} AS g "
+                     f"WHERE {_eq(pk, 'g', 'c')} AND c._ck >= g.lo AND c._ck < g.hi)")
+    return " ".join(joins), f"GREATEST({', '.join(parts)})"
+
+
+def upsert_sql(names: TableNames, target: Target, stage: str, *, duplicates: bool, kinds: set[str]) -> str:
+    """`kinds`: the tombstone tables that hold anything (the others need no lookup)."""
+    joins, tomb = _tomb(names, target, kinds)
+    checked = f"SELECT c.*, {tomb} AS tomb FROM ({_coalesced(target, stage, duplicates)}) AS c {joins}"
+    keys = _names(target.keys)
+    ck = ["_ck"] if target.has_ck else []
+    values = [f"CASE WHEN t{i} > tomb THEN {cast_sql(c.type, f'v{i}')} END" for i, c in enumerate(target.values)]
+    ts = _ts_array_from(target)
+    select = ", ".join([keys, *ck, *values, ts, "row_ts", "tomb", "_wt", "_expires_at"])
+    insert_cols = ", ".join([keys, *ck, *(qi(c.name) for c in target.values),
+                             "_ts", "_row_ts", "_row_del", "_wt", "_expires_at"])
+    sets = [f"{qi(c.name)} = CASE WHEN EXCLUDED._ts[{i + 1}] > s._ts[{i + 1}] THEN EXCLUDED.{qi(c.name)} "
+            f"ELSE s.{qi(c.name)} END" for i, c in enumerate(target.values)]
+    sets.append(f"_ts = {_ts_array(target, 's._ts[{i}]', 'EXCLUDED._ts[{i}]')}")
+    sets += ["_row_ts = GREATEST(s._row_ts, EXCLUDED._row_ts)", "_row_del = GREATEST(s._row_del, EXCLUDED._row_del)",
+             # row-level expiry follows the row's newest change (see client.py: TTL)
+             "_expires_at = CASE WHEN EXCLUDED._wt > s._wt THEN EXCLUDED._expires_at ELSE s._expires_at END",
+             "_wt = GREATEST(s._wt, EXCLUDED._wt)"]
+    if target.has_ck:
+        sets.append("_ck = EXCLUDED._ck")
+    return (f"INSERT INTO {target.qstate} AS s ({insert_cols}) SELECT {select} FROM ({checked}) AS w "
+            f"ON CONFLICT ({keys}) DO UPDATE SET {', '.join(sets)}")
+
+
+def _ts_array_from(target: Target) -> str:
+    if not target.values:
+        return "ARRAY[]::bigint[]"
+    return "ARRAY[" + ", ".join(f"GREATEST(t{i}, tomb)" for i in range(len(target.values))) + "]"
+
+
+def kinds_present_sql(names: TableNames) -> str:
+    """One round trip: which tombstone tables hold anything."""
+    parts = [f"EXISTS (SELECT 1 FROM {names.q('__deleted_partitions')})"]
+    if names.table.clustering:
+        parts += [f"EXISTS (SELECT 1 FROM {names.q('__deleted_rows')})",
+                  f"EXISTS (SELECT 1 FROM {names.q('__deleted_ranges')})"]
+    return "SELECT " + ", ".join(parts)
+
+
+OFFSETS_UPSERT = """INSERT INTO {table} AS o
+    (destination, partition_id, node, segment_id, position, completed, events)
+VALUES (%s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (destination, partition_id) DO UPDATE SET
+    position = GREATEST(o.position, EXCLUDED.position),
+    completed = o.completed OR EXCLUDED.completed,
+    events = o.events + CASE WHEN EXCLUDED.position > o.position THEN EXCLUDED.events ELSE 0 END,
+    updated_at = now()"""
