@@ -1,0 +1,174 @@
+"""ClickHouse DDL from a Cassandra table: type mapping, the replicated table and its side tables.
+
+Type mapping (lossless first, then queryable):
+- ascii/text/varchar -> String; blob/custom -> String (raw bytes); inet -> String (its text form);
+- varint, decimal -> String (the exact decimal text: ClickHouse's Decimal caps precision at 76 digits,
+  varint has none);
+- boolean -> Bool; tinyint..bigint/counter -> Int8..Int64; float -> Float32; double -> Float64;
+- uuid/timeuuid -> UUID; date -> Date32; timestamp -> DateTime64(3, 'UTC');
+- time -> Int64 (nanoseconds since midnight: Time64 is still experimental in ClickHouse);
+- duration -> Tuple(months Int32, days Int32, nanoseconds Int64);
+- list/set/vector -> Array(T); map -> Map(K, V) (Array(Tuple(key, value)) when the key is not a
+  scalar ClickHouse allows as a Map key); tuple -> Tuple(`0` T, `1` T, ...); UDT -> Tuple(field T, ...).
+Scalars are Nullable; Arrays, Maps and Tuples cannot be in ClickHouse, so an absent collection is stored
+empty (Cassandra itself does not tell an empty collection from a null one).
+
+Every replicated table also has the bookkeeping columns of the merge (see `merge.py`):
+`_ts` (column -> writetime of the cell it holds, '_row' for the row marker), `_exp` (column -> expiry,
+seconds), `_deleted_at` (the row's newest tombstone, µs, 0 = none), `_version` (ReplacingMergeTree
+version: max of the writetimes and previous version + 1), `_is_deleted`, `_expires_at` (0 = never).
+"""
+
+from __future__ import annotations
+
+from ray_cdc.schema.model import ColumnSchema, TableSchema
+from ray_cdc.schema.types import CqlType
+
+OFFSETS_TABLE = "ray_cdc_offsets"
+NEVER = "toDateTime('2106-02-07 00:00:00', 'UTC')"  # the TTL of a row that never expires
+
+_SCALARS = {
+    "ascii": "String", "text": "String", "varchar": "String", "blob": "String", "custom": "String",
+    "inet": "String", "varint": "String", "decimal": "String", "boolean": "Bool", "tinyint": "Int8",
+    "smallint": "Int16", "int": "Int32", "bigint": "Int64", "counter": "Int64", "float": "Float32",
+    "double": "Float64", "uuid": "UUID", "timeuuid": "UUID", "date": "Date32",
+    "timestamp": "DateTime64(3, 'UTC')", "time": "Int64", "empty": "String",
+}
+_DURATION = "Tuple(months Int32, days Int32, nanoseconds Int64)"
+# scalar ClickHouse types that Map accepts as keys (no Float, no Nullable, no composites)
+_MAP_KEYS = frozenset(("String", "Bool", "Int8", "Int16", "Int32", "Int64", "UUID", "Date32",
+                       "DateTime64(3, 'UTC')"))
+
+META_COLUMNS = (
+    ("_ts", "Map(String, Int64)"),
+    ("_exp", "Map(String, UInt32)"),
+    ("_deleted_at", "Int64"),
+    ("_version", "Int64"),
+    ("_is_deleted", "UInt8"),
+    ("_expires_at", "DateTime('UTC')"),
+)
+
+
+def quote(name: str) -> str:
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+def is_scalar(t: CqlType) -> bool:
+    return t.name in _SCALARS
+
+
+def ch_type(t: CqlType, *, nullable: bool = True) -> str:
+    """The ClickHouse type of a CQL type; `nullable` wraps scalars (composites cannot be Nullable)."""
+    if t.name in _SCALARS:
+        base = _SCALARS[t.name]
+        return f"Nullable({base})" if nullable else base
+    return _COMPOSITES[t.name](t)
+
+
+def _array(t: CqlType) -> str:
+    return f"Array({ch_type(t.params[0])})"
+
+
+def _map(t: CqlType) -> str:
+    key, value = t.params
+    key_type = ch_type(key, nullable=False)
+    if key_type in _MAP_KEYS:
+        return f"Map({key_type}, {ch_type(value)})"
+    return f"Array(Tuple(key {key_type}, value {ch_type(value)}))"
+
+
+def _tuple(t: CqlType) -> str:
+    return "Tuple(" + ", ".join(f"{quote(str(i))} {ch_type(p)}" for i, p in enumerate(t.params)) + ")"
+
+
+def _udt(t: CqlType) -> str:
+    return "Tuple(" + ", ".join(f"{quote(n)} {ch_type(p)}" for n, p in zip(t.field_names, t.params)) + ")"
+
+
+_COMPOSITES = {"list": _array, "set": _array, "vector": _array, "map": _map, "tuple": _tuple, "udt": _udt,
+               "duration": lambda t: _DURATION}
+
+
+def value_columns(table: TableSchema) -> list[ColumnSchema]:
+    """Non-key columns, in batch order (statics first)."""
+    return [*table.static, *table.regular]
+
+
+def key_columns(table: TableSchema) -> list[ColumnSchema]:
+    return [*table.partition_key, *table.clustering]
+
+
+def qualified(table: TableSchema, suffix: str = "") -> str:
+    return f"{quote(table.keyspace)}.{quote(table.name + suffix)}"
+
+
+def _key_defs(table: TableSchema) -> list[str]:
+    # a static row has no clustering: clustering columns are Nullable when the table has statics
+    ck_nullable = bool(table.static)
+    defs = [f"{quote(c.name)} {ch_type(c.type, nullable=False)}" for c in table.partition_key]
+    defs += [f"{quote(c.name)} {ch_type(c.type, nullable=ck_nullable and is_scalar(c.type))}"
+             for c in table.clustering]
+    return defs
+
+
+def _order_by(columns: list[ColumnSchema]) -> str:
+    return "(" + ", ".join(quote(c.name) for c in columns) + ")"
+
+
+def _settings(table: TableSchema, dedup_window: int) -> str:
+    settings = [f"non_replicated_deduplication_window = {dedup_window}"]
+    if table.static and table.clustering:
+        settings.append("allow_nullable_key = 1")
+    return " SETTINGS " + ", ".join(settings)
+
+
+def create_table(table: TableSchema, dedup_window: int = 10_000) -> str:
+    """The replicated table. `non_replicated_deduplication_window` makes a non-replicated MergeTree
+    remember the last N insert tokens, which is what makes a re-sent batch a no-op."""
+    defs = _key_defs(table) + [f"{quote(c.name)} {ch_type(c.type)}" for c in value_columns(table)]
+    defs += [f"{quote(n)} {t}" for n, t in META_COLUMNS]
+    return (f"CREATE TABLE IF NOT EXISTS {qualified(table)} ({', '.join(defs)}) "
+            f"ENGINE = ReplacingMergeTree(_version, _is_deleted) ORDER BY {_order_by(key_columns(table))} "
+            f"TTL if(_expires_at = 0, {NEVER}, _expires_at)" + _settings(table, dedup_window))
+
+
+def create_deleted_partitions(table: TableSchema, dedup_window: int = 10_000) -> str:
+    """Partition tombstones: the newest deletion time per partition (ReplacingMergeTree keeps the max)."""
+    defs = [f"{quote(c.name)} {ch_type(c.type, nullable=False)}" for c in table.partition_key]
+    return (f"CREATE TABLE IF NOT EXISTS {qualified(table, '__deleted_partitions')} "
+            f"({', '.join(defs)}, deleted_at Int64) ENGINE = ReplacingMergeTree(deleted_at) "
+            f"ORDER BY {_order_by(list(table.partition_key))} "
+            f"SETTINGS non_replicated_deduplication_window = {dedup_window}")
+
+
+def bound_type(table: TableSchema) -> str:
+    return "Tuple(" + ", ".join(f"{quote(c.name)} {ch_type(c.type)}" for c in table.clustering) + ")"
+
+
+def create_deleted_ranges(table: TableSchema, dedup_window: int = 10_000) -> str:
+    """Range tombstones: every range delete of a partition, kept whole (bounds are clustering prefixes)."""
+    defs = [f"{quote(c.name)} {ch_type(c.type, nullable=False)}" for c in table.partition_key]
+    bound = bound_type(table)
+    defs += [f"start {bound}", "start_size Int8", "start_inclusive Bool",
+             f"end {bound}", "end_size Int8", "end_inclusive Bool", "deleted_at Int64"]
+    return (f"CREATE TABLE IF NOT EXISTS {qualified(table, '__deleted_ranges')} ({', '.join(defs)}) "
+            f"ENGINE = MergeTree ORDER BY {_order_by(list(table.partition_key))} "
+            f"SETTINGS non_replicated_deduplication_window = {dedup_window}")
+
+
+def create_offsets(database: str) -> str:
+    """Offsets: `_version` = position * 2 + completed, so the highest position wins and, at the same
+    position, a completed segment wins over a not-yet-completed one."""
+    return (f"CREATE TABLE IF NOT EXISTS {quote(database)}.{OFFSETS_TABLE} (destination String, "
+            "partition_id String, node String, segment_id Int64, position Int64, completed Bool, "
+            "_version Int64, updated_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
+            "ENGINE = ReplacingMergeTree(_version) ORDER BY (destination, partition_id) "
+            "SETTINGS non_replicated_deduplication_window = 10000")
+
+
+def table_statements(table: TableSchema) -> list[str]:
+    statements = [f"CREATE DATABASE IF NOT EXISTS {quote(table.keyspace)}", create_table(table),
+                  create_deleted_partitions(table)]
+    if table.clustering:
+        statements.append(create_deleted_ranges(table))
+    return statements

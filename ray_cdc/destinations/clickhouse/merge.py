@@ -1,0 +1,222 @@
+"""Per-column last-writer-wins for a table that can only replace whole rows.
+
+ReplacingMergeTree keeps the newest *row* of a key, while Cassandra reconciles *cells*. So every key a
+batch touches is read back (its newest row, tombstone rows included), merged with the batch's changes
+column by column in Arrow/numpy, and written again as a full row:
+
+- each column's candidates are the stored cell (value and writetime from `_ts`) and every change of
+  the batch that has the column in `_present`; the newest writetime wins, ties go to the later change
+  (sort by key, writetime, apply order; take the last of each key);
+- the row marker (what INSERT writes, so a row lives without any cell) is the pseudo column `_row`;
+- a key's tombstone time is the max of its stored `_deleted_at`, the batch's row deletes and the
+  partition/range tombstones that cover it; a cell written at or before it is dead. The tombstone
+  stays in `_deleted_at`, so it keeps suppressing older writes that arrive later;
+- `_is_deleted` = no live marker and no live cell; `_version` = max(writetimes, tombstone, previous
+  version + 1), so the rewritten row always supersedes the one it was merged from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+ROW_MARKER = "_row"
+TS_TYPE = pa.map_(pa.string(), pa.int64())
+EXP_TYPE = pa.map_(pa.string(), pa.uint32())
+
+
+class KeyIndex:
+    """Dense ids for primary keys (tuples of Python values), in first-seen order."""
+
+    def __init__(self):
+        self.ids: dict[tuple, int] = {}
+        self.keys: list[tuple] = []
+
+    def add(self, table: pa.Table, names: Sequence[str]) -> np.ndarray:
+        ids, keys = self.ids, self.keys
+        out = np.empty(table.num_rows, dtype=np.int64)
+        columns = [table.column(n).to_pylist() for n in names]
+        for i, key in enumerate(zip(*columns)):
+            k = ids.get(key)
+            if k is None:
+                k = ids[key] = len(keys)
+                keys.append(key)
+            out[i] = k
+        return out
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def present_masks(changes: pa.Table, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Column name -> rows of `changes` that write (or delete) that column."""
+    present = changes.column("_present").combine_chunks()
+    flat = pc.list_flatten(present)
+    parents = pc.list_parent_indices(present).to_numpy()
+    masks = {}
+    for name in names:
+        mask = np.zeros(changes.num_rows, dtype=bool)
+        hit = pc.equal(flat, name).to_numpy(zero_copy_only=False)
+        mask[parents[hit]] = True
+        masks[name] = mask
+    masks[ROW_MARKER] = pc.equal(changes.column("_op"), "insert").to_numpy(zero_copy_only=False)
+    return masks
+
+
+def _ints(array, fill: int = 0) -> np.ndarray:
+    return pc.fill_null(array, fill).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _lookup(maps: pa.ChunkedArray | pa.Array, name: str) -> pa.Array:
+    return pc.map_lookup(maps, pa.scalar(name), "first")
+
+
+def _winners(idx: np.ndarray, ts: np.ndarray, order: np.ndarray, n_keys: int) -> np.ndarray:
+    """Candidate position of the newest cell per key (-1: no candidate)."""
+    winner = np.full(n_keys, -1, dtype=np.int64)
+    if len(idx) == 0:
+        return winner
+    ranked = np.lexsort((order, ts, idx))
+    sorted_idx = idx[ranked]
+    last = np.ones(len(ranked), dtype=bool)
+    last[:-1] = sorted_idx[1:] != sorted_idx[:-1]
+    winner[sorted_idx[last]] = ranked[last]
+    return winner
+
+
+class Merger:
+    """Merges the stored rows of some keys with a batch of row changes (both in stored form)."""
+
+    def __init__(self, key_names: Sequence[str], value_names: Sequence[str]):
+        self.key_names = list(key_names)
+        self.value_names = list(value_names)
+
+    def merge(self, current: pa.Table, changes: pa.Table,
+              tombstones: Callable[[list[tuple]], np.ndarray]) -> pa.Table:
+        index = KeyIndex()
+        cur_idx = index.add(current, self.key_names)
+        chg_idx = index.add(changes, self.key_names)
+        n = len(index)
+        tomb = self._tombstones(current, changes, cur_idx, chg_idx, n, tombstones(index.keys))
+        firsts = self._first_rows(cur_idx, chg_idx, n)
+        keys = pa.concat_tables([current.select(self.key_names), changes.select(self.key_names)]).take(firsts)
+        cells = _Cells(current, changes, cur_idx, chg_idx, n, tomb)
+        masks = present_masks(changes, self.value_names)
+        columns = {name: cells.column(name, masks[name]) for name in self.value_names}
+        marker = cells.column(ROW_MARKER, masks[ROW_MARKER], values=False)
+        previous = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
+        np.maximum.at(previous, cur_idx, _ints(current.column("_version")))
+        return _assemble(keys, columns, marker, tomb, previous)
+
+    @staticmethod
+    def _tombstones(current, changes, cur_idx, chg_idx, n, covering: np.ndarray) -> np.ndarray:
+        tomb = covering.astype(np.int64, copy=True)
+        np.maximum.at(tomb, cur_idx, _ints(current.column("_deleted_at")))
+        deletes = pc.equal(changes.column("_op"), "delete").to_numpy(zero_copy_only=False)
+        np.maximum.at(tomb, chg_idx[deletes], _ints(changes.column("_writetime"))[deletes])
+        return tomb
+
+    @staticmethod
+    def _first_rows(cur_idx: np.ndarray, chg_idx: np.ndarray, n: int) -> np.ndarray:
+        both = np.concatenate([cur_idx, chg_idx])
+        firsts = np.full(n, -1, dtype=np.int64)
+        firsts[both[::-1]] = np.arange(len(both) - 1, -1, -1)  # the last write per id is the first row
+        return firsts
+
+
+class _Cells:
+    """The candidates of each column, and the newest live one per key."""
+
+    def __init__(self, current, changes, cur_idx, chg_idx, n, tomb):
+        self.current, self.changes = current, changes
+        self.cur_idx, self.chg_idx, self.n, self.tomb = cur_idx, chg_idx, n, tomb
+        self.chg_ts = _ints(changes.column("_writetime"))
+        self.chg_exp = _ints(changes.column("_expires_at").cast(pa.int64()))
+        self.chg_order = np.arange(1, changes.num_rows + 1, dtype=np.int64)
+
+    def column(self, name: str, present: np.ndarray, values: bool = True):
+        """(values or None, writetime per key (-1: none), expiry per key, live mask)."""
+        cur_ts_arr = _lookup(self.current.column("_ts"), name)
+        cur_has = pc.is_valid(cur_ts_arr).to_numpy(zero_copy_only=False)
+        cur_rows = np.flatnonzero(cur_has)
+        chg_rows = np.flatnonzero(present)
+        idx = np.concatenate([self.cur_idx[cur_rows], self.chg_idx[chg_rows]])
+        ts = np.concatenate([_ints(cur_ts_arr)[cur_rows], self.chg_ts[chg_rows]])
+        cur_exp = _ints(_lookup(self.current.column("_exp"), name).cast(pa.int64()))
+        exp = np.concatenate([cur_exp[cur_rows], self.chg_exp[chg_rows]])
+        order = np.concatenate([np.zeros(len(cur_rows), dtype=np.int64), self.chg_order[chg_rows]])
+        win = _winners(idx, ts, order, self.n)
+        has = win >= 0
+        w = np.where(has, win, 0)
+        win_ts = np.where(has, ts[w] if len(ts) else 0, -1)
+        alive = has & (win_ts > self.tomb)
+        win_exp = np.where(alive, exp[w] if len(exp) else 0, 0)
+        out_values = None
+        if values:
+            source = np.concatenate([cur_rows, self.current.num_rows + chg_rows])
+            positions = pa.array(np.where(alive, source[w] if len(source) else 0, 0), mask=~alive)
+            both = pa.concat_arrays([_one(self.current.column(name)), _one(self.changes.column(name))])
+            out_values = both.take(positions)
+        return out_values, np.where(alive, win_ts, -1), win_exp, alive
+
+
+def _one(column) -> pa.Array:
+    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+
+
+def is_live(array: pa.Array) -> np.ndarray:
+    """A value that makes a row exist: not null, and for a collection not empty, for a tuple not all null."""
+    valid = pc.is_valid(array).to_numpy(zero_copy_only=False)
+    typ = array.type
+    if pa.types.is_map(typ):
+        offsets = array.offsets.to_numpy()
+        return valid & (offsets[1:] > offsets[:-1])
+    if pa.types.is_list(typ):
+        return valid & (_ints(pc.list_value_length(array)) > 0)
+    if pa.types.is_struct(typ):
+        fields = [pc.is_valid(array.field(i)).to_numpy(zero_copy_only=False) for i in range(typ.num_fields)]
+        return valid & np.logical_or.reduce(fields) if fields else valid
+    return valid
+
+
+def _map_column(names: list[str], values: np.ndarray, valid: np.ndarray, typ: pa.DataType) -> pa.Array:
+    """Per-row maps name -> value from an (n, k) matrix of values and its validity."""
+    counts = valid.sum(axis=1)
+    offsets = np.zeros(len(counts) + 1, dtype=np.int32)
+    np.cumsum(counts, out=offsets[1:])
+    flat_valid = valid.ravel()
+    keys = pa.array(np.tile(np.array(names, dtype=object), len(counts))[flat_valid], pa.string())
+    items = pa.array(values.ravel()[flat_valid], typ.item_type)
+    return pa.MapArray.from_arrays(pa.array(offsets), keys, items, type=typ)
+
+
+def _assemble(keys: pa.Table, columns: dict, marker, tomb: np.ndarray, previous: np.ndarray) -> pa.Table:
+    n = keys.num_rows
+    names = [*columns, ROW_MARKER]
+    parts = [*columns.values(), marker]
+    ts = np.stack([p[1] for p in parts], axis=1) if n else np.zeros((0, len(parts)), dtype=np.int64)
+    exp = np.stack([p[2] for p in parts], axis=1) if n else np.zeros((0, len(parts)), dtype=np.int64)
+    live_cells = [is_live(p[0]) & p[3] for p in columns.values()] + [marker[3]]
+    live = np.stack(live_cells, axis=1) if n else np.zeros((0, len(parts)), dtype=bool)
+    has_ts = ts >= 0
+    any_live = live.any(axis=1)
+    never = (live & (exp == 0)).any(axis=1)
+    expires = np.where(any_live & ~never, np.where(live, exp, 0).max(axis=1, initial=0), 0)
+    version = np.maximum(np.maximum(ts.max(axis=1, initial=-1), tomb), previous + 1)
+    out = keys
+    for name, (values, *_rest) in columns.items():
+        out = out.append_column(name, values)
+    meta = {
+        "_ts": _map_column(names, ts, has_ts, TS_TYPE),
+        "_exp": _map_column(names, exp, has_ts & (exp > 0), EXP_TYPE),
+        "_deleted_at": pa.array(tomb, pa.int64()),
+        "_version": pa.array(version, pa.int64()),
+        "_is_deleted": pa.array((~any_live).astype(np.uint8), pa.uint8()),
+        "_expires_at": pa.array(expires.astype(np.uint32), pa.uint32()),
+    }
+    for name, array in meta.items():
+        out = out.append_column(name, array)
+    return out
