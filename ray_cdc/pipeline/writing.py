@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ray_cdc.commitlog.reader import ChangeSet
+from ray_cdc.dlq import dead_letters, split_rejected
 from ray_cdc.errors import TransientDestinationError
 from ray_cdc.offsets import Offset, partition_id
 
@@ -130,8 +131,10 @@ class DestinationWriter:
             log.error("%s rejected %d rows of %s and no dead-letter store is configured",
                       self.destination.name, len(rejected), table.qualified_name)
             return 0
-        self.dead_letters.add_rejected(self.destination.name, node, table, batch, rejected)
-        return len(rejected)
+        _, bad, reasons = split_rejected(batch, rejected)
+        self.dead_letters.add(dead_letters(bad, reasons, destination=self.destination.name, node=node,
+                                           error_class="RejectedRow"))
+        return bad.num_rows
 
 
 def _after(batch: pa.RecordBatch, committed: Offset | None) -> pa.RecordBatch:
