@@ -140,45 +140,65 @@ def column_values(t: CqlType, array: pa.Array, name: str, problems: RowProblems)
 
 
 # --- JSON forms of Arrow values (collections, tuples, UDTs) ------------------------------------------
+# Arrow values are turned back into the decoder's Python values, then into the project's one JSON
+# form (`CqlType.to_json`), so PostgreSQL's jsonb matches what every other output of ray_cdc writes.
 
 
 def json_value(t: CqlType, v):
-    """A JSON-native form of an Arrow Python value of type `t` (as `to_pylist` gives it)."""
+    return t.to_json(decoded(t, v))
+
+
+def decoded(t: CqlType, v):
+    """The decoder's Python value of an Arrow Python value (`to_pylist`) of type `t`."""
     if v is None:
         return None
-    handler = _JSON.get(t.name)
+    handler = _DECODED.get(t.name)
     return handler(t, v) if handler is not None else v
 
 
-def _json_map(t, v):
-    pairs = v.items() if isinstance(v, dict) else v
-    return {_json_key(t.params[0], k): json_value(t.params[1], x) for k, x in pairs}
+def _hashable_set(values: list):
+    try:
+        return frozenset(values)
+    except TypeError:
+        return tuple(values)
 
 
-def _json_key(t: CqlType, k) -> str:
-    value = json_value(t, k)
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+def _map(t, v):
+    pairs = [(decoded(t.params[0], k), decoded(t.params[1], x)) for k, x in (v.items() if isinstance(v, dict) else v)]
+    try:
+        return dict(pairs)
+    except TypeError:
+        return pairs
 
 
-def _json_set(t, v):
-    return [json_value(t.params[0], x) for x in v]
+def _time_value(t, v):
+    from cassandra.util import Time
+
+    if isinstance(v, int):
+        return Time(v)
+    return Time(((v.hour * 60 + v.minute) * 60 + v.second) * 10**9 + v.microsecond * 1000)
 
 
-def _ts_json(t, v):
-    if isinstance(v, datetime):
-        return v.astimezone(_UTC).isoformat().replace("+00:00", "Z")
-    return v
+def _duration_value(t, v):
+    from cassandra.util import Duration
+
+    return Duration(v.months, v.days, v.nanoseconds)
 
 
-_JSON: dict[str, Callable] = {
-    "list": _json_set, "set": _json_set, "vector": _json_set, "map": _json_map,
-    "tuple": lambda t, v: [json_value(p, v.get(str(i))) for i, p in enumerate(t.params)],
-    "udt": lambda t, v: {n: json_value(p, v.get(n)) for n, p in zip(t.field_names, t.params)},
-    "uuid": lambda t, v: str(uuid.UUID(bytes=v)), "timeuuid": lambda t, v: str(uuid.UUID(bytes=v)),
-    "blob": lambda t, v: "0x" + v.hex(), "custom": lambda t, v: "0x" + v.hex(),
-    "timestamp": _ts_json, "date": lambda t, v: v.isoformat() if isinstance(v, date) else v,
-    "time": lambda t, v: v.hour * 3_600_000_000_000 + v.minute * 60_000_000_000 + v.second * 10**9
-    + v.microsecond * 1000 if hasattr(v, "hour") else v,
-    "duration": lambda t, v: {"months": v.months, "days": v.days, "nanoseconds": v.nanoseconds},
-    "float": lambda t, v: v, "double": lambda t, v: v,
+def _inet_value(t, v):
+    import ipaddress
+
+    return ipaddress.ip_address(v)
+
+
+_DECODED: dict[str, Callable] = {
+    "list": lambda t, v: [decoded(t.params[0], x) for x in v],
+    "vector": lambda t, v: [decoded(t.params[0], x) for x in v],
+    "set": lambda t, v: _hashable_set([decoded(t.params[0], x) for x in v]),
+    "map": _map,
+    "tuple": lambda t, v: tuple(decoded(p, v.get(str(i))) for i, p in enumerate(t.params)),
+    "udt": lambda t, v: {n: decoded(p, v.get(n)) for n, p in zip(t.field_names, t.params)},
+    "uuid": lambda t, v: uuid.UUID(bytes=v), "timeuuid": lambda t, v: uuid.UUID(bytes=v),
+    "decimal": lambda t, v: __import__("decimal").Decimal(v), "varint": lambda t, v: int(v),
+    "time": _time_value, "duration": _duration_value, "inet": _inet_value,
 }
