@@ -7,7 +7,7 @@ Type mapping (lossless first, then queryable):
 - boolean -> Bool; tinyint..bigint/counter -> Int8..Int64; float -> Float32; double -> Float64;
 - uuid/timeuuid -> UUID; date -> Date32; timestamp -> DateTime64(3, 'UTC');
 - time -> Int64 (nanoseconds since midnight: Time64 is still experimental in ClickHouse);
-- duration -> Tuple(months Int32, days Int32, nanoseconds Int64);
+- duration -> Tuple(months, days, nanoseconds) of Nullable Int32/Int32/Int64 (all NULL: no value);
 - list/set/vector -> Array(T); map -> Map(K, V) (Array(Tuple(key, value)) when the key is not a
   scalar ClickHouse allows as a Map key); tuple -> Tuple(`0` T, `1` T, ...); UDT -> Tuple(field T, ...).
 Scalars are Nullable; Arrays, Maps and Tuples cannot be in ClickHouse, so an absent collection is stored
@@ -34,7 +34,7 @@ _SCALARS = {
     "double": "Float64", "uuid": "UUID", "timeuuid": "UUID", "date": "Date32",
     "timestamp": "DateTime64(3, 'UTC')", "time": "Int64", "empty": "String",
 }
-_DURATION = "Tuple(months Int32, days Int32, nanoseconds Int64)"
+_DURATION = "Tuple(months Nullable(Int32), days Nullable(Int32), nanoseconds Nullable(Int64))"
 # scalar ClickHouse types that Map accepts as keys (no Float, no Nullable, no composites)
 _MAP_KEYS = frozenset(("String", "Bool", "Int8", "Int16", "Int32", "Int64", "UUID", "Date32",
                        "DateTime64(3, 'UTC')"))
@@ -166,9 +166,25 @@ def create_offsets(database: str) -> str:
             "SETTINGS non_replicated_deduplication_window = 10000")
 
 
+def create_live_view(table: TableSchema) -> str:
+    """`<t>__live`: the table as Cassandra would answer it now. FINAL picks each key's newest row,
+    tombstone rows and expired rows are left out, and a cell whose own TTL has passed reads as empty
+    (a row can mix expiring and non-expiring cells; the TTL clause only removes whole rows)."""
+    keys = [quote(c.name) for c in key_columns(table)]
+    values = [f"if(_exp[{_sql_string(c.name)}] > 0 AND _exp[{_sql_string(c.name)}] <= toUInt32(now()), "
+              f"defaultValueOfArgumentType({quote(c.name)}), {quote(c.name)}) AS {quote(c.name)}"
+              for c in value_columns(table)]
+    return (f"CREATE VIEW IF NOT EXISTS {qualified(table, '__live')} AS SELECT {', '.join(keys + values)} "
+            f"FROM {qualified(table)} FINAL WHERE NOT _is_deleted AND (_expires_at = 0 OR _expires_at > now())")
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def table_statements(table: TableSchema) -> list[str]:
     statements = [f"CREATE DATABASE IF NOT EXISTS {quote(table.keyspace)}", create_table(table),
                   create_deleted_partitions(table)]
     if table.clustering:
         statements.append(create_deleted_ranges(table))
-    return statements
+    return statements + [create_live_view(table)]

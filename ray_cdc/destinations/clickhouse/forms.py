@@ -69,8 +69,10 @@ def _duration(array: pa.Array) -> pa.Array:
         return pa.array([], DURATION)
     data = array.buffers()[1]
     values = np.frombuffer(data, dtype=_DURATION_NP, count=len(array) + array.offset)[array.offset:]
-    children = [pa.array(values[f]) for f in ("months", "days", "nanoseconds")]
-    return pa.StructArray.from_arrays(children, fields=list(DURATION), mask=array.is_null())
+    # a null duration is a tuple of NULLs: a ClickHouse Tuple cannot be NULL itself
+    null = array.is_null().to_numpy(zero_copy_only=False)
+    children = [pa.array(values[f], mask=null) for f in ("months", "days", "nanoseconds")]
+    return pa.StructArray.from_arrays(children, fields=list(DURATION))
 
 
 def _list(array: pa.Array, t: CqlType) -> pa.Array:
@@ -91,8 +93,11 @@ def _map(array: pa.Array, t: CqlType) -> pa.Array:
 
 def _struct(array: pa.Array, t: CqlType) -> pa.Array:
     target = arrow_type(t)
-    children = [to_stored(array.field(i), p) for i, p in enumerate(t.params)]
-    # no mask: a null tuple becomes a tuple of nulls (a ClickHouse Tuple cannot be NULL)
+    children = [array.field(i) for i in range(len(t.params))]
+    if array.null_count:  # a null tuple becomes a tuple of nulls (a ClickHouse Tuple cannot be NULL)
+        valid = array.is_valid()
+        children = [pc.if_else(valid, child, pa.nulls(len(child), child.type)) for child in children]
+    children = [to_stored(child, p) for child, p in zip(children, t.params)]
     return pa.StructArray.from_arrays(children, fields=list(target))
 
 

@@ -177,7 +177,7 @@ def is_live(array: pa.Array) -> np.ndarray:
     if pa.types.is_list(typ):
         return valid & (_ints(pc.list_value_length(array)) > 0)
     if pa.types.is_struct(typ):
-        fields = [pc.is_valid(array.field(i)).to_numpy(zero_copy_only=False) for i in range(typ.num_fields)]
+        fields = [is_live(array.field(i)) for i in range(typ.num_fields)]
         return valid & np.logical_or.reduce(fields) if fields else valid
     return valid
 
