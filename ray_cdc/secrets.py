@@ -1,4 +1,4 @@
-"""Strip credentials from error messages before the DLQ stores them.
+"""Strip credentials from anything that may reach a log, an error or the DLQ: the one place for it.
 
 Driver errors sometimes echo the connection string they were given (a DSN in a URI, or libpq
 `key=value` pairs); the DLQ is read by operators and copied into tickets, so it must never hold one.
@@ -12,8 +12,8 @@ import re
 MASK = "***"
 
 # scheme://user:password@host -> keep the user (useful to debug), hide the password. The password
-# part runs to the last `@` before a `/` or whitespace, so an unescaped `@` inside it is hidden too.
-_URI_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)(?P<secret>[^\s/]*)(?=@)")
+# runs to the LAST `@` of its whitespace-free token, so an unescaped `@` or `/` inside it stays hidden.
+_URI_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)(?P<secret>[^\s]*)(?=@)")
 
 # password=secret, password='s e c', "password": "x", sslpassword=..., PGPASSWORD=..., ?password=x&...
 _KEY_VALUE = re.compile(

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, SecretStr, ValidationInfo
 
-MASK = "***"
+from ray_cdc.secrets import MASK, redact
 
 # --- secrets -------------------------------------------------------------------------------------
 
@@ -21,18 +21,8 @@ MASK = "***"
 SecretText = Annotated[SecretStr, PlainSerializer(lambda s: MASK if s.get_secret_value() else "",
                                                   return_type=str, when_used="json")]
 
-# `scheme://user:password@host`: the password runs to the LAST `@` of the string, so that an unescaped
-# `@` or `/` inside it stays hidden. Hiding a bit too much of a malformed URL costs nothing.
-_URL_PASSWORD = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:@/]*:)(?P<secret>.*)(?=@)")
-# `?password=x&...` in a URL, and libpq's `password=x` / `password='x y'` conninfo pairs.
-_KEY_PASSWORD = re.compile(r"(?P<head>\b(?:password|passwd|pwd)\s*=\s*)(?P<secret>'(?:[^'\\]|\\.)*'|[^\s&]*)",
-                           re.IGNORECASE)
-
-
-def redact_dsn(dsn: str) -> str:
-    """The DSN with its passwords masked: `postgresql://u:pw@h/db` -> `postgresql://u:***@h/db`."""
-    dsn = _URL_PASSWORD.sub(lambda m: m["head"] + MASK, dsn, count=1)
-    return _KEY_PASSWORD.sub(lambda m: m["head"] + MASK, dsn)
+#: The DSN with its passwords masked: `postgresql://u:pw@h/db` -> `postgresql://u:***@h/db`.
+redact_dsn = redact
 
 
 class SecretDsn(SecretStr):

@@ -8,7 +8,6 @@ default) or `PostgresDeadLetterStore`.
 from ray_cdc.dlq.entry import DeadLetter
 from ray_cdc.dlq.file_store import FileDeadLetterStore
 from ray_cdc.dlq.postgres_store import PostgresDeadLetterStore
-from ray_cdc.dlq.redact import redact
 from ray_cdc.dlq.split import dead_letters, split_rejected
 from ray_cdc.dlq.store import (
     DeadLetterError,
@@ -17,6 +16,7 @@ from ray_cdc.dlq.store import (
     DeadLetterStore,
     Mask,
 )
+from ray_cdc.secrets import redact
 
 __all__ = [
     "DeadLetter", "DeadLetterError", "DeadLetterFilter", "DeadLetterNotFoundError", "DeadLetterStore",

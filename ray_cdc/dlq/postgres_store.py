@@ -15,7 +15,6 @@ from typing import Any
 
 from ray_cdc.dlq.entry import DeadLetter, is_valid_id
 from ray_cdc.dlq.payload import from_ipc_stream, to_ipc_stream
-from ray_cdc.dlq.redact import redact
 from ray_cdc.dlq.store import (
     ALL,
     DeadLetterError,
@@ -26,6 +25,7 @@ from ray_cdc.dlq.store import (
     identity,
     prepared,
 )
+from ray_cdc.secrets import redact
 
 # (column, SQL type, DeadLetter field): one list drives CREATE, INSERT, SELECT and decoding.
 _COLUMNS = (

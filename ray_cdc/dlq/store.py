@@ -17,8 +17,8 @@ from typing import Protocol
 import pyarrow as pa
 
 from ray_cdc.dlq.entry import DeadLetter, utc_now
-from ray_cdc.dlq.redact import redact
 from ray_cdc.errors import RayCdcError
+from ray_cdc.secrets import redact
 
 Mask = Callable[[pa.RecordBatch], pa.RecordBatch]
 
