@@ -13,9 +13,14 @@ import uuid
 import psycopg
 import pytest
 
-from ray_cdc.commitlog.reader import CommitLogReader
+from ray_cdc.commitlog.arrow_batches import arrow_batches
+from ray_cdc.commitlog.builder import MutationBuilder
+from ray_cdc.commitlog.position import CommitLogPosition
+from ray_cdc.commitlog.reader import CommitLogReader, DecodedMutation
 from ray_cdc.commitlog.workload import demo_tables, generate
 from ray_cdc.destinations.postgres import PostgresDestination
+from ray_cdc.errors import FatalDestinationError, TransientDestinationError
+from ray_cdc.offsets import Offset
 from ray_cdc.schema.cql import load_cql_schema
 from ray_cdc.schema.registry import SchemaRegistry
 from tests.support.expected_state import expected_state
@@ -212,3 +217,198 @@ def test_two_replicas_interleaved_converge(destination, demo_workload):
     states = expected_state(changes)
     for table in demo_tables():
         compare(destination, table, states[table.qualified_name])
+
+
+# --- hand-made cases -----------------------------------------------------------------------------------
+
+
+def _table():
+    from ray_cdc.schema.model import ColumnKind, ColumnSchema, TableSchema
+    from ray_cdc.schema.types import parse_cql_type as t
+
+    cols = (ColumnSchema("id", t("int"), ColumnKind.PARTITION_KEY),
+            ColumnSchema("a", t("int"), ColumnKind.CLUSTERING, 0),
+            ColumnSchema("b", t("text"), ColumnKind.CLUSTERING, 1, True),  # DESC
+            ColumnSchema("x", t("text"), ColumnKind.REGULAR),
+            ColumnSchema("y", t("int"), ColumnKind.REGULAR))
+    return TableSchema("handmade", "events", uuid.uuid4(), cols)
+
+
+_position = iter(range(1, 1_000_000))
+
+
+def apply(dest, table, *builders, offsets=()):
+    """Each builder is one mutation, each written as its own batch (arrival order = call order)."""
+    results = []
+    for b in builders:
+        decoded = DecodedMutation(CommitLogPosition(1, next(_position) * 100), b.mutation())
+        for tbl, batch in arrow_batches([decoded]):
+            results.append(dest.write(tbl, batch, list(offsets)))
+    return results
+
+
+def live(dest, table) -> dict:
+    return {k: (v["x"], v["y"]) for k, v in fetch_state(dest, table).items()}
+
+
+def mb(table, pk=1):
+    return MutationBuilder(table, {"id": pk})
+
+
+def test_partial_updates_out_of_timestamp_order(destination):
+    t = _table()
+    apply(destination, t,
+          mb(t).update({"a": 1, "b": "p"}, {"x": "new"}, timestamp=BASE + 20),
+          mb(t).update({"a": 1, "b": "p"}, {"x": "old", "y": 7}, timestamp=BASE + 10),
+          mb(t).update({"a": 1, "b": "p"}, {"y": None}, timestamp=BASE + 5))  # older null: ignored
+    assert live(destination, t) == {(1, 1, "p"): ("new", 7)}
+
+
+def test_delete_then_older_late_insert_stays_deleted(destination):
+    t = _table()
+    key = {"a": 1, "b": "p"}
+    apply(destination, t, mb(t).insert(key, {"x": "v1", "y": 1}, timestamp=BASE + 10),
+          mb(t).delete_row(key, timestamp=BASE + 50),
+          mb(t).insert(key, {"x": "late", "y": 2}, timestamp=BASE + 30))
+    assert live(destination, t) == {}
+    apply(destination, t, mb(t).update(key, {"y": 3}, timestamp=BASE + 60))
+    assert live(destination, t) == {(1, 1, "p"): (None, 3)}
+
+
+def test_range_delete_prefix_bounds_desc_clustering(destination):
+    t = _table()
+    rows = [(a, b) for a in (1, 2, 3) for b in ("p", "q", "r")]
+    apply(destination, t, *[mb(t).insert({"a": a, "b": b}, {"x": f"{a}{b}"}, timestamp=BASE + 10) for a, b in rows])
+    # within a = 2, b is DESC (r, q, p): from (2, 'q') inclusive to the end of the a = 2 prefix
+    apply(destination, t, mb(t).delete_range({"a": 2, "b": "q"}, {"a": 2}, timestamp=BASE + 20))
+    assert sorted(k[1:] for k in live(destination, t)) == sorted(r for r in rows if r not in ((2, "q"), (2, "p")))
+    # an older late write inside the range stays deleted; a newer one lives
+    apply(destination, t, mb(t).insert({"a": 2, "b": "p"}, {"x": "late"}, timestamp=BASE + 15),
+          mb(t).insert({"a": 2, "b": "q"}, {"x": "new"}, timestamp=BASE + 25))
+    state = live(destination, t)
+    assert (1, 2, "p") not in state and state[(1, 2, "q")] == ("new", None)
+    # exclusive prefix start: a > 2 (every b)
+    apply(destination, t, mb(t).delete_range({"a": 2}, {}, start_inclusive=False, timestamp=BASE + 30))
+    assert sorted(k[1:] for k in live(destination, t)) == [(1, "p"), (1, "q"), (1, "r"), (2, "q"), (2, "r")]
+
+
+def test_partition_delete(destination):
+    t = _table()
+    apply(destination, t, mb(t, 1).insert({"a": 1, "b": "p"}, {"x": "a"}, timestamp=BASE + 10),
+          mb(t, 1).insert({"a": 2, "b": "p"}, {"x": "b"}, timestamp=BASE + 10),
+          mb(t, 2).insert({"a": 1, "b": "p"}, {"x": "other"}, timestamp=BASE + 10),
+          mb(t, 1).delete_partition(timestamp=BASE + 20),
+          mb(t, 1).insert({"a": 3, "b": "p"}, {"x": "late"}, timestamp=BASE + 15))
+    assert live(destination, t) == {(2, 1, "p"): ("other", None)}
+
+
+def test_ttl_expiry_column_and_view(destination):
+    import time as _time
+
+    t = _table()
+    now = int(_time.time())
+    apply(destination, t, mb(t).insert({"a": 1, "b": "old"}, {"x": "gone"}, timestamp=BASE, ttl=60, now=now - 3600),
+          mb(t).insert({"a": 1, "b": "new"}, {"x": "kept"}, timestamp=BASE, ttl=3600, now=now))
+    state = fetch_state(destination, t)
+    assert state[(1, 1, "new")]["_expires_at"].timestamp() == now + 3600
+    assert state[(1, 1, "old")]["_expires_at"].timestamp() == now - 3600 + 60
+    with psycopg.connect(destination._dsn) as conn:
+        shown = conn.execute(f'SELECT b FROM "{destination.name}"."events"').fetchall()
+    assert shown == [("new",)]
+
+
+# --- offsets -------------------------------------------------------------------------------------------------
+
+
+def test_offsets_commit_with_data_or_not_at_all(destination):
+    t = _table()
+    apply(destination, t, mb(t).insert({"a": 1, "b": "p"}, {"x": "v"}, timestamp=BASE),
+          offsets=[Offset("node-a", 1, 100)])
+
+    def fail(cur):
+        cur.execute("SELECT 1 / 0")  # after the merge and the offsets, before COMMIT
+
+    destination.before_commit = fail
+    with pytest.raises(FatalDestinationError):
+        apply(destination, t, mb(t).insert({"a": 2, "b": "p"}, {"x": "w"}, timestamp=BASE),
+              offsets=[Offset("node-a", 1, 200)])
+    destination.before_commit = None
+    assert live(destination, t) == {(1, 1, "p"): ("v", None)}
+    assert destination.committed_offsets() == {"node-a/1": Offset("node-a", 1, 100)}
+
+
+def test_offsets_only_move_forward(destination):
+    t = _table()
+    apply(destination, t, mb(t).insert({"a": 1, "b": "p"}, {"x": "v"}, timestamp=BASE),
+          offsets=[Offset("node-a", 1, 500), Offset("node-b", 9, 40, completed=True)])
+    apply(destination, t, mb(t).insert({"a": 1, "b": "p"}, {"x": "v"}, timestamp=BASE),
+          offsets=[Offset("node-a", 1, 300), Offset("node-b", 9, 10)])
+    assert destination.committed_offsets() == {"node-a/1": Offset("node-a", 1, 500),
+                                               "node-b/9": Offset("node-b", 9, 40, True)}
+
+
+# --- rejected rows ----------------------------------------------------------------------------------------------
+
+
+def test_bad_rows_are_rejected_the_rest_lands(destination):
+    t = _table()
+    builders = [mb(t).insert({"a": i, "b": "p"}, {"x": "bad\x00text" if i == 3 else f"ok{i}"}, timestamp=BASE)
+                for i in range(6)]
+    decoded = [DecodedMutation(CommitLogPosition(1, 10 * i), b.mutation()) for i, b in enumerate(builders)]
+    (tbl, batch), = list(arrow_batches(decoded))
+    result = destination.write(tbl, batch, [])
+    assert [i for i, _ in result.rejected] == [3] and "NUL" in result.rejected[0][1]
+    assert result.rows == 5
+    assert sorted(k[1] for k in live(destination, t)) == [0, 1, 2, 4, 5]
+
+
+def test_rows_postgres_refuses_are_isolated_by_bisection(destination):
+    """A decimal PostgreSQL's numeric cannot hold: only the COPY finds it (psycopg refuses to dump it),
+    so the batch is bisected inside savepoints down to the two bad rows."""
+    from decimal import Decimal
+
+    from ray_cdc.schema.model import ColumnKind, ColumnSchema, TableSchema
+    from ray_cdc.schema.types import parse_cql_type as t
+
+    table = TableSchema("handmade", "amounts", uuid.uuid4(), (
+        ColumnSchema("id", t("int"), ColumnKind.PARTITION_KEY), ColumnSchema("v", t("decimal"), ColumnKind.REGULAR)))
+    builders = [MutationBuilder(table, {"id": i}).insert({}, {"v": Decimal("1e200000") if i in (2, 7) else Decimal(i)},
+                                                          timestamp=BASE) for i in range(10)]
+    decoded = [DecodedMutation(CommitLogPosition(1, 10 * i), b.mutation()) for i, b in enumerate(builders)]
+    (tbl, batch), = list(arrow_batches(decoded))
+    result = destination.write(tbl, batch, [Offset("n", 1, 90)])
+    assert [i for i, _ in result.rejected] == [2, 7], result.rejected
+    assert result.rows == 8
+    assert sorted(k[0] for k in fetch_state(destination, table)) == [0, 1, 3, 4, 5, 6, 8, 9]
+    assert destination.committed_offsets()["n/1"].position == 90
+
+
+# --- error classification -----------------------------------------------------------------------------------------
+
+
+def test_server_down_is_transient_then_recovers(postgres_server, destination):
+    if postgres_server.kind != "debian":
+        pytest.fail("needs the restartable Debian server")
+    t = _table()
+    apply(destination, t, mb(t).insert({"a": 1, "b": "p"}, {"x": "v"}, timestamp=BASE))
+    postgres_server.stop()
+    try:
+        with pytest.raises(TransientDestinationError):
+            apply(destination, t, mb(t).insert({"a": 2, "b": "p"}, {"x": "w"}, timestamp=BASE))
+        with pytest.raises(TransientDestinationError):
+            destination.ping()
+    finally:
+        postgres_server.start()
+    apply(destination, t, mb(t).insert({"a": 2, "b": "p"}, {"x": "w"}, timestamp=BASE))
+    assert len(live(destination, t)) == 2
+
+
+def test_wrong_password_is_fatal_and_not_shown(postgres_server):
+    if postgres_server.kind != "debian":
+        pytest.fail("needs the password-protected Debian server")
+    secret = "Sup3r-s3cret-pw"
+    dest = PostgresDestination(postgres_server.dsn_with_password(secret), name="badpw")
+    with pytest.raises(FatalDestinationError) as info:
+        dest.open()
+    assert secret not in str(info.value) and info.value.__cause__ is None
+    assert "badpw" in str(info.value)

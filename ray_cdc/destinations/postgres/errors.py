@@ -23,8 +23,9 @@ _AUTH_WORDS = ("password authentication failed", "authentication failed", "no pa
 
 
 def is_bad_data(exc: BaseException) -> bool:
+    """A value refused by the server (SQLSTATE class 22/23) or by psycopg while dumping it (DataError)."""
     state = getattr(exc, "sqlstate", None)
-    return bool(state) and state.startswith(_BAD_DATA_CLASSES)
+    return (bool(state) and state.startswith(_BAD_DATA_CLASSES)) or isinstance(exc, psycopg.DataError)
 
 
 def redact(text: str, secrets: list[str]) -> str:

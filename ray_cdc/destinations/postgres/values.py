@@ -9,13 +9,16 @@ byte) is reported as a per-row problem, so only that row is rejected.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import uuid
 from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from psycopg.types.json import Jsonb
 
 from ray_cdc.destinations.postgres.ddl import pg_type
 from ray_cdc.schema.types import CqlType
@@ -24,8 +27,9 @@ _UTC = timezone.utc
 _EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
 _EPOCH_DAY = date(1970, 1, 1)
 
-#: pg type -> the type the staging table uses (binary COPY) when they differ
-_STAGE_AS_TEXT = frozenset(("numeric", "inet", "interval", "jsonb", "real[]", "double precision[]"))
+#: pg types staged as text and cast by the merge: their text forms here are always valid input, so the
+#: cast cannot fail on data (types whose input can be refused are staged typed: COPY isolates them)
+_STAGE_AS_TEXT = frozenset(("interval", "real[]", "double precision[]"))
 
 
 def stage_type(t: CqlType) -> str:
@@ -100,7 +104,7 @@ def _uuid(array, t, name, problems):
 
 
 def _numeric(array, t, name, problems):
-    return array.to_pylist()  # exact decimal text already
+    return [None if v is None else Decimal(v) for v in array.to_pylist()]  # exact decimal text
 
 
 def _duration(array, t, name, problems):
@@ -122,7 +126,16 @@ def _vector(array, t, name, problems):
 
 
 def _json(array, t, name, problems):
-    return [None if v is None else json.dumps(json_value(t, v), ensure_ascii=False) for v in array.to_pylist()]
+    return [None if v is None else Jsonb(json.dumps(json_value(t, v), ensure_ascii=False), dumps=_as_is)
+            for v in array.to_pylist()]
+
+
+def _as_is(text: str) -> str:
+    return text
+
+
+def _inet(array, t, name, problems):
+    return [None if v is None else ipaddress.ip_address(v) for v in array.to_pylist()]
 
 
 CONVERTERS: dict[str, Callable] = {
@@ -130,7 +143,7 @@ CONVERTERS: dict[str, Callable] = {
     "blob": _plain, "custom": _plain, "boolean": _plain, "tinyint": _plain, "smallint": _plain,
     "int": _plain, "bigint": _plain, "counter": _plain, "float": _plain, "double": _plain,
     "varint": _numeric, "decimal": _numeric, "date": _date, "time": _time, "timestamp": _timestamp,
-    "duration": _duration, "uuid": _uuid, "timeuuid": _uuid, "inet": _plain,
+    "duration": _duration, "uuid": _uuid, "timeuuid": _uuid, "inet": _inet,
     "vector": _vector, "list": _json, "set": _json, "map": _json, "tuple": _json, "udt": _json,
 }
 
@@ -186,8 +199,6 @@ def _duration_value(t, v):
 
 
 def _inet_value(t, v):
-    import ipaddress
-
     return ipaddress.ip_address(v)
 
 
@@ -199,6 +210,6 @@ _DECODED: dict[str, Callable] = {
     "tuple": lambda t, v: tuple(decoded(p, v.get(str(i))) for i, p in enumerate(t.params)),
     "udt": lambda t, v: {n: decoded(p, v.get(n)) for n, p in zip(t.field_names, t.params)},
     "uuid": lambda t, v: uuid.UUID(bytes=v), "timeuuid": lambda t, v: uuid.UUID(bytes=v),
-    "decimal": lambda t, v: __import__("decimal").Decimal(v), "varint": lambda t, v: int(v),
+    "decimal": lambda t, v: Decimal(v), "varint": lambda t, v: int(v),
     "time": _time_value, "duration": _duration_value, "inet": _inet_value,
 }
