@@ -59,6 +59,9 @@ class Destination(Protocol):
     def write(self, table: TableSchema, batch: pa.RecordBatch, offsets: list[Offset]) -> WriteResult:
         """Apply a batch and advance `offsets` atomically (see the module doc)."""
 
+    def commit_offsets(self, offsets: list[Offset]) -> None:
+        """Advance offsets over a stretch of log that holds no rows for this destination."""
+
     def committed_offsets(self) -> dict[str, Offset]:
         """partition id -> the offset this destination has committed."""
 

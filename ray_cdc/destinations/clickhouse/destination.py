@@ -86,6 +86,12 @@ class ClickHouseDestination:
         self.offsets.save(offsets, token)
         return WriteResult(rows=good.num_rows, rejected=rejected)
 
+    def commit_offsets(self, offsets: list[Offset]) -> None:
+        """Offsets of a stretch of log with no rows for this destination (system mutations only)."""
+        self.offsets.check_forward(offsets)
+        self.offsets.save(offsets, "offsets:" + ",".join(f"{o.partition_id}@{o.position}:{int(o.completed)}"
+                                                          for o in offsets))
+
 
 def _accept(table: TableSchema, data: pa.Table) -> tuple[pa.Table, list[tuple[int, str]]]:
     """The batch in stored form without the rows ClickHouse cannot hold; those with reasons."""

@@ -186,6 +186,12 @@ class PostgresDestination:
             (self.name, o.partition_id, o.node, o.segment_id, o.position, o.completed, events.get(o.segment_id, 0))
             for o in offsets])
 
+    def commit_offsets(self, offsets: list[Offset]) -> None:
+        """Offsets of a stretch of log with no rows for this destination (system mutations only)."""
+        self._run("commit offsets", lambda cur: cur.executemany(
+            merge.OFFSETS_UPSERT.format(table=self._offsets_table),
+            [(self.name, o.partition_id, o.node, o.segment_id, o.position, o.completed, 0) for o in offsets]))
+
     def committed_offsets(self) -> dict[str, Offset]:
         rows = self._run("read offsets", lambda cur: cur.execute(
             f"SELECT partition_id, node, segment_id, position, completed FROM {self._offsets_table} "
