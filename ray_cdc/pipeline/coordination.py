@@ -146,16 +146,17 @@ Retention = Literal["delete", "archive", "keep"]
 
 def retire_segment(segment: SegmentRef, policy: Retention, archive_dir: Path | None = None) -> None:
     """After every destination committed a completed segment: delete it (with its `_cdc.idx`, which
-    frees Cassandra's cdc space), move both to the archive, or keep them."""
+    frees Cassandra's cdc space), move both to `archive_dir/<node>/`, or keep them."""
     if policy == "keep":
         return
     files: Iterable[Path] = [p for p in (segment.path, index_path(segment.path)) if p.exists()]
     if policy == "archive":
         if archive_dir is None:
             raise ConfigError("segment_retention is 'archive' but no archive_dir is configured")
-        archive_dir.mkdir(parents=True, exist_ok=True)
+        target = archive_dir / segment.node  # nodes name their segments alike: one folder each
+        target.mkdir(parents=True, exist_ok=True)
         for path in files:
-            shutil.move(str(path), archive_dir / path.name)
+            shutil.move(str(path), target / path.name)
         return
     for path in files:
         path.unlink()

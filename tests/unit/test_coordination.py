@@ -95,7 +95,8 @@ def test_retention(tmp_path, policy):
     [segment] = discover_segments("a", tmp_path / "a")
     retire_segment(segment, policy, tmp_path / "archive")
     left = sorted(p.name for p in (tmp_path / "a").iterdir())
-    archived = sorted(p.name for p in (tmp_path / "archive").iterdir()) if (tmp_path / "archive").exists() else []
+    archive = tmp_path / "archive" / "a"
+    archived = sorted(p.name for p in archive.iterdir()) if archive.exists() else []
     names = ["CommitLog-7-9.log", "CommitLog-7-9_cdc.idx"]
     assert (left, archived) == {"delete": ([], []), "archive": ([], names), "keep": (names, [])}[policy]
 
