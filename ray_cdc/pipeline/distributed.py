@@ -66,7 +66,7 @@ def replicate_available_on_ray(
 
     running = {node: (0, *start(node, 0)) for node in sources}
     while running:
-        node, (attempt, reader_id, actor, ref) = next(iter(running.items()))
+        node, (attempt, reader_id, _actor, ref) = next(iter(running.items()))  # the handle keeps it alive
         try:
             summary.readers.append(ray.get(ref))
             del running[node]
