@@ -8,6 +8,7 @@ comes from the offsets the writers committed, so nothing is lost or applied twic
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,20 +47,24 @@ def replicate_available_on_ray(
     max_in_flight: int = 4,
     policy: RetryPolicy | None = None,
     max_reader_restarts: int = 3,
+    run_id: str | None = None,
 ) -> RayRunSummary:
-    """Apply every durable change of every node to every destination, on the connected Ray cluster."""
-    offsets = OffsetActor.options(**RESTARTABLE).remote()
-    writers = {name: WriterActor.options(**RESTARTABLE).remote(name, factory, offsets, None, policy)
-               for name, factory in destination_factories.items()}
+    """Apply every durable change of every node to every destination, on the connected Ray cluster.
+
+    Actors are named `<run_id>:<role>[:<what>]` (`ray.get_actor`), for operators and fault tests."""
+    run_id = run_id or uuid.uuid4().hex[:8]
+    offsets = OffsetActor.options(name=f"{run_id}:offsets", **RESTARTABLE).remote()
+    writers = {name: WriterActor.options(name=f"{run_id}:writer:{name}", **RESTARTABLE).remote(
+        name, factory, offsets, None, policy) for name, factory in destination_factories.items()}
     ray.get([w.__ray_ready__.remote() for w in writers.values()])  # offsets loaded before assignment
-    coordinator = CoordinatorActor.options(**RESTARTABLE).remote(
+    coordinator = CoordinatorActor.options(name=f"{run_id}:coordinator", **RESTARTABLE).remote(
         {node: str(s.directory) for node, s in sources.items()}, offsets)
     ray.get(coordinator.refresh.remote())
     summary = RayRunSummary()
 
     def start(node: str, attempt: int):
-        reader_id = f"reader-{node}-{attempt}"
-        actor = ReaderActor.options(**pinned_to(sources[node].ray_resource)).remote(
+        reader_id = f"{run_id}:reader:{node}:{attempt}"
+        actor = ReaderActor.options(name=reader_id, **pinned_to(sources[node].ray_resource)).remote(
             reader_id, node, reader_factory, coordinator, writers, max_in_flight=max_in_flight,
             batch_rows=batch_rows, batch_bytes=batch_bytes)
         return reader_id, actor, actor.run_available.remote()

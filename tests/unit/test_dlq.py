@@ -53,6 +53,7 @@ def orders_batch(n: int = 6, segment_id: int = 7) -> pa.RecordBatch:
         "_present": [["email", "amount"]] * n,
         "_range": [None] * (n - 1) + [{"start": {"line": 1}, "start_size": 1, "start_inclusive": True,
                                        "end": {"line": 3}, "end_size": 1, "end_inclusive": False}],
+        "_cells.tags": [None] * n,  # the element-wise companion of the non-frozen set
     }
     return pa.RecordBatch.from_arrays([pa.array(columns[f.name], f.type) for f in schema], schema=schema)
 
