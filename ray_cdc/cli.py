@@ -45,6 +45,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
+    run = commands.add_parser("run", help="replicate the segments of every configured node into every "
+                              "destination, on the connected Ray cluster (or a local one)")
+    run.add_argument("config", type=Path, help="YAML configuration (see examples/config.yaml)")
+    run.add_argument("--once", action="store_true", help="one pass over what is durable now, then exit "
+                     "(default: keep following until SIGTERM/SIGINT)")
+    run.set_defaults(handler=_run)
+
+    validate = commands.add_parser("validate", help="check a configuration file without running anything")
+    validate.add_argument("config", type=Path)
+    validate.set_defaults(handler=_validate)
+
     demo = commands.add_parser("demo", help="write a workload of segments with every CQL type and change kind, "
                                "decode it, and print a summary (no servers needed)")
     demo.add_argument("--rows", type=int, default=100_000, help="row changes to generate (default 100000)")
@@ -82,6 +93,41 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--segment-size", type=int, default=32, metavar="MIB")
     gen.set_defaults(handler=_generate)
     return parser
+
+
+# --- run and validate ---------------------------------------------------------------------------------
+
+
+def _validate(args) -> int:
+    from ray_cdc.config import load_config
+
+    config = load_config(args.config)
+    print(json.dumps(config.redacted_dict(), indent=2))
+    return EXIT_OK
+
+
+def _run(args) -> int:
+    from ray_cdc.config import load_config
+    from ray_cdc.pipeline.run import replicate
+
+    config = load_config(args.config)
+    logging.getLogger("ray_cdc").setLevel(logging.INFO)
+    logging.getLogger(__name__).info("configuration: %s", json.dumps(config.redacted_dict()))
+    _init_ray()
+    passes = replicate(config, once=args.once)
+    rows = sum(r["rows"] for p in passes for r in p.readers)
+    print(f"replicated {rows} row changes in {len(passes)} pass(es)")
+    return EXIT_OK
+
+
+def _init_ray() -> None:
+    """Join the cluster of `ray job submit` / RAY_ADDRESS, else start a local one."""
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local run: no dashboard token to hand out
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS") or None, include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)
 
 
 # --- segments dump ----------------------------------------------------------------------------------
@@ -171,40 +217,66 @@ def _summary_json(summary) -> dict:
 
 
 def _demo(args) -> int:
+    """Generate a workload, replicate it on a local Ray into embedded PostgreSQL and chDB, and show
+    what each destination holds."""
     from ray_cdc.commitlog import workload
-    from ray_cdc.commitlog.reader import CommitLogReader, sort_segments
-    from ray_cdc.schema.cql import load_cql_schema
-    from ray_cdc.schema.registry import SchemaRegistry
+    from ray_cdc.config import load_config
+    from ray_cdc.pipeline.run import EmbeddedServers, replicate
 
     with tempfile.TemporaryDirectory(prefix="ray-cdc-demo-") as tmp:
         out = args.out or Path(tmp)
         t0 = time.perf_counter()
-        summary = workload.generate(out, rows=args.rows, tables=workload.demo_tables())
+        summary = workload.generate(out / "cdc_raw", rows=args.rows, tables=workload.demo_tables())
+        print(f"wrote {args.rows} row changes of every CQL type and change kind "
+              f"({summary.data_bytes / 2**20:.1f} MiB of mutations) in {time.perf_counter() - t0:.1f} s")
+        config_path = out / "config.yaml"
+        config_path.write_text(_DEMO_CONFIG)
+        config = load_config(config_path)
+        _init_ray()
+        servers = EmbeddedServers()
         t1 = time.perf_counter()
-        segments = sort_segments(out.glob("CommitLog-*.log"))
-        where = out if args.out else "a temporary directory (keep them with --out DIR)"
-        print(f"wrote {args.rows} row changes of every CQL type and change kind into {len(segments)} segments "
-              f"({summary.data_bytes / 2**20:.1f} MiB of mutations) in {t1 - t0:.1f} s, in {where}")
-        reader = CommitLogReader(SchemaRegistry(load_cql_schema(out / "schema.cql")))
-        per_table: dict[str, dict[str, int]] = {}
-        rows = 0
-        for table, batch in reader.arrow_batches(segments):
-            counts = per_table.setdefault(table.qualified_name, {})
-            for op, n in zip(*_value_counts(batch.column("_op"))):
-                counts[op] = counts.get(op, 0) + n
-            rows += batch.num_rows
+        passes = replicate(config, once=True, servers=servers)
         elapsed = time.perf_counter() - t1
-        print(f"decoded {rows} row changes into Arrow batches in {elapsed:.2f} s ({rows / elapsed:,.0f} rows/s)")
-        for name, counts in sorted(per_table.items()):
-            print(f"  {name:40s} " + ", ".join(f"{op}={n}" for op, n in sorted(counts.items())))
-        if args.out:
-            print(f"each change as JSON: ray-cdc segments dump {out}/CommitLog-*.log --schema {out}/schema.cql")
+        rows = sum(r["rows"] for p in passes for r in p.readers)
+        print(f"replicated {rows} row changes into PostgreSQL and ClickHouse in {elapsed:.1f} s "
+              f"({rows / elapsed:,.0f} rows/s, Ray startup included)")
+        _print_counts(config, servers, workload.demo_tables())
+        print("the same with your own servers: set destinations in a config file (see examples/config.yaml) "
+              "and run: ray-cdc run config.yaml")
     return EXIT_OK
 
 
-def _value_counts(column):
-    counts = column.value_counts()
-    return counts.field("values").to_pylist(), counts.field("counts").to_pylist()
+_DEMO_CONFIG = """\
+# written by `ray-cdc demo`: the embedded defaults (pgserver + chDB), no servers to set up
+sources:
+  - name: demo
+    commitlog_dir: cdc_raw
+schema:
+  cql_file: cdc_raw/schema.cql
+pipeline:
+  batch_rows: 20000
+  state_dir: state
+"""
+
+
+def _print_counts(config, servers, tables) -> None:
+    """Live rows per table in each destination (the embedded ones, reachable from here)."""
+    import psycopg
+
+    from ray_cdc.destinations.clickhouse import ClickHouseDestination
+    from ray_cdc.destinations.postgres.ddl import names_for, qi
+
+    pg = config.destinations["postgres"]
+    clickhouse = ClickHouseDestination(config.destinations["clickhouse"].dsn.get_secret_value(), name="demo")
+    clickhouse.open()
+    with psycopg.connect(servers.dsn(pg.embedded_dir)) as conn:
+        print(f"  {'table':32s} {'PostgreSQL':>10s} {'ClickHouse':>10s}  (live rows)")
+        for table in tables:
+            names = names_for(table, pg.db_schema)
+            in_pg = conn.execute(f"SELECT count(*) FROM {qi(names.schema)}.{qi(names.rows.view)}").fetchone()[0]
+            in_ch = clickhouse.live_count(table)
+            print(f"  {table.qualified_name:32s} {in_pg:>10,} {in_ch:>10,}")
+    clickhouse.close()
 
 
 if __name__ == "__main__":

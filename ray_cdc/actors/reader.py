@@ -15,13 +15,15 @@ import ray
 @ray.remote
 class ReaderActor:
     def __init__(self, reader_id: str, node: str, reader_factory: Callable, coordinator, writers: dict,
-                 *, max_in_flight: int = 4, batch_rows: int = 65536, batch_bytes: int = 16 << 20):
+                 *, max_in_flight: int = 4, batch_rows: int = 65536, batch_bytes: int = 16 << 20,
+                 tables=None):
         self._id, self._node = reader_id, node
         self._reader = reader_factory(node)
         self._coordinator = coordinator
         self._writers = writers
         self._max_in_flight = max(1, max_in_flight)
         self._batch = {"max_rows": batch_rows, "max_bytes": batch_bytes}
+        self._tables = tables  # `matches(keyspace, table)`: the replicated tables (None: all)
 
     def run_available(self) -> dict:
         """Read every segment the coordinator has for this node; returns counts."""
@@ -31,6 +33,9 @@ class ReaderActor:
             completed = False
             for change_set in self._reader.change_sets(assignment.segment.path, start=assignment.start,
                                                        **self._batch):
+                if self._tables is not None:
+                    change_set.batches = [(t, b) for t, b in change_set.batches
+                                          if self._tables.matches(t.keyspace, t.name)]
                 ref = ray.put(change_set)
                 in_flight += [w.apply.remote(self._node, ref) for w in self._writers.values()]
                 in_flight = self._wait(in_flight, self._max_in_flight * len(self._writers))

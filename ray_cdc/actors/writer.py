@@ -16,13 +16,17 @@ class WriterActor:
 
     def __init__(self, name: str, destination_factory: Callable, offsets, dead_letters=None,
                  policy: RetryPolicy | None = None):
-        destination = destination_factory()
+        destination = self._destination = destination_factory()
         destination.open()
         self._name = name
         self._writer = DestinationWriter(destination, dead_letters, policy or RetryPolicy())
         self._offsets = offsets
         for offset in self._writer.start().values():
             self._offsets.record.remote(name, offset)
+
+    def close(self) -> None:
+        """Release the destination (chDB lets one process at a time open its directory)."""
+        self._destination.close()
 
     def apply(self, node: str, change_set: ChangeSet) -> ApplyResult:
         result = self._writer.apply(node, change_set)

@@ -48,6 +48,7 @@ def replicate_available_on_ray(
     policy: RetryPolicy | None = None,
     max_reader_restarts: int = 3,
     run_id: str | None = None,
+    tables=None,
 ) -> RayRunSummary:
     """Apply every durable change of every node to every destination, on the connected Ray cluster.
 
@@ -66,7 +67,7 @@ def replicate_available_on_ray(
         reader_id = f"{run_id}:reader:{node}:{attempt}"
         actor = ReaderActor.options(name=reader_id, **pinned_to(sources[node].ray_resource)).remote(
             reader_id, node, reader_factory, coordinator, writers, max_in_flight=max_in_flight,
-            batch_rows=batch_rows, batch_bytes=batch_bytes)
+            batch_rows=batch_rows, batch_bytes=batch_bytes, tables=tables)
         return reader_id, actor, actor.run_available.remote()
 
     running = {node: (0, *start(node, 0)) for node in sources}
@@ -82,4 +83,7 @@ def replicate_available_on_ray(
             ray.get(coordinator.reader_lost.remote(reader_id))
             summary.reader_restarts += 1
             running[node] = (attempt + 1, *start(node, attempt + 1))
+    ray.get([w.close.remote() for w in writers.values()])
+    for actor in (*writers.values(), coordinator, offsets):
+        ray.kill(actor)
     return summary

@@ -86,6 +86,11 @@ class ClickHouseDestination:
         self.offsets.save(offsets, token)
         return WriteResult(rows=good.num_rows, rejected=rejected)
 
+    def live_count(self, table: TableSchema) -> int:
+        """Rows of `table` that Cassandra would return now (its `__live` view)."""
+        self.ensure_table(table)
+        return int(self.client.command(f"SELECT count() FROM {ddl.qualified(table, '__live')}"))
+
     def commit_offsets(self, offsets: list[Offset]) -> None:
         """Offsets of a stretch of log with no rows for this destination (system mutations only)."""
         self.offsets.check_forward(offsets)

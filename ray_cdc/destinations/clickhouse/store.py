@@ -13,7 +13,8 @@ from ray_cdc.destinations.clickhouse.tombstones import ClusteringOrder, RangeTom
 from ray_cdc.schema.model import TableSchema
 
 CHUNK = 5_000  # keys per IN list: keeps query text in the low megabytes
-_NULL_IN = {"transform_null_in": 1}  # a static row's NULL clustering must match NULL
+# a static row's NULL clustering must match NULL; the key lists of a large batch are long literals
+_NULL_IN = {"transform_null_in": 1, "max_query_size": 256 << 20}
 
 
 def stored_schema(table: TableSchema) -> pa.Schema:

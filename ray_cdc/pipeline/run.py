@@ -1,0 +1,157 @@
+"""`ray-cdc run config.yaml`: from a validated Config to replication passes on Ray.
+
+Everything handed to actors is a small picklable factory built from the config: connections,
+keystores and schemas are created inside the actor that uses them, never shipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import ray
+
+from ray_cdc.config.models import ClickHouseDestination as ClickHouseConfig
+from ray_cdc.config.models import Config, SchemaConfig, SourceConfig
+from ray_cdc.config.models import PostgresDestination as PostgresConfig
+from ray_cdc.errors import ConfigError
+from ray_cdc.pipeline.distributed import NodeSource, RayRunSummary, replicate_available_on_ray
+from ray_cdc.pipeline.writing import RetryPolicy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReaderFactory:
+    """Builds a node's CommitLogReader inside its reader actor."""
+
+    schema: SchemaConfig
+    sources: dict[str, SourceConfig]
+
+    def __call__(self, node: str):
+        from ray_cdc.commitlog.reader import CommitLogReader
+        from ray_cdc.schema.registry import SchemaRegistry
+
+        return CommitLogReader(SchemaRegistry(self._tables()), keystore=self._keystore(node),
+                               schema_from_log=self.schema.kind == "from_log")
+
+    def _tables(self):
+        if self.schema.kind == "cql_file":
+            from ray_cdc.schema.cql import load_cql_schema
+
+            return load_cql_schema(self.schema.cql_file)
+        if self.schema.kind == "cassandra":
+            return _cluster_tables(self.schema.cassandra)
+        return []
+
+    def _keystore(self, node: str):
+        keystore = self.sources[node].keystore
+        if keystore is None:
+            return None
+        from ray_cdc.commitlog.encryption import Keystore
+
+        key_password = keystore.key_password.get_secret_value() if keystore.key_password else None
+        return Keystore.open(keystore.path, keystore.password.get_secret_value(), key_password)
+
+
+def _cluster_tables(cassandra):
+    from ray_cdc.schema.cluster import load_cluster_schema
+
+    auth = None
+    if cassandra.username:
+        from cassandra.auth import PlainTextAuthProvider
+
+        auth = PlainTextAuthProvider(cassandra.username, cassandra.password.get_secret_value()
+                                     if cassandra.password else "")
+    return load_cluster_schema(cassandra.contact_points, port=cassandra.port, keyspaces=cassandra.keyspaces,
+                               auth_provider=auth)
+
+
+@dataclass(frozen=True)
+class DestinationFactory:
+    """Builds one destination inside its writer actor (`dsn` already resolved: embedded servers
+    are started by the driver)."""
+
+    name: str
+    kind: str
+    dsn: str
+    schema: str | None = None
+    database: str | None = None
+
+    def __call__(self):
+        if self.kind == "clickhouse":
+            from ray_cdc.destinations.clickhouse import ClickHouseDestination
+
+            return ClickHouseDestination(self.dsn, name=self.name, database=self.database or "ray_cdc")
+        from ray_cdc.destinations.postgres import PostgresDestination
+
+        return PostgresDestination(self.dsn, name=self.name, schema=self.schema)
+
+
+class EmbeddedServers:
+    """The embedded PostgreSQL servers (`pgserver://DIR`) the driver keeps running for the writers."""
+
+    def __init__(self):
+        self._servers: dict[Path, object] = {}
+
+    def dsn(self, directory: Path) -> str:
+        server = self._servers.get(directory)
+        if server is None:
+            import pgserver
+
+            directory.mkdir(parents=True, exist_ok=True)
+            server = self._servers[directory] = pgserver.get_server(directory, cleanup_mode="stop")
+        return server.get_uri()
+
+
+def destination_factories(config: Config, servers: EmbeddedServers) -> dict[str, DestinationFactory]:
+    factories = {}
+    for name, dest in config.destinations.items():
+        if dest.type == "timescaledb":
+            raise ConfigError(f"destinations.{name}: the timescaledb destination is not available yet "
+                              "(use type: postgres for now)")
+        if isinstance(dest, ClickHouseConfig):
+            factories[name] = DestinationFactory(name, "clickhouse", dest.dsn.get_secret_value(),
+                                                 database=dest.database)
+        elif isinstance(dest, PostgresConfig):
+            embedded = dest.embedded_dir
+            dsn = servers.dsn(embedded) if embedded is not None else dest.dsn.get_secret_value()
+            factories[name] = DestinationFactory(name, "postgres", dsn, schema=dest.db_schema)
+    return factories
+
+
+def replicate(config: Config, *, once: bool = False, stop: threading.Event | None = None,
+              servers: EmbeddedServers | None = None) -> list[RayRunSummary]:
+    """Replication passes until `stop` is set (SIGTERM/SIGINT set it) or, with `once`, one pass.
+    A pass ends only when every change set it read is committed: stopping between passes is clean."""
+    stop = stop or _stop_on_signals()
+    servers = servers or EmbeddedServers()
+    factories = destination_factories(config, servers)
+    sources = {s.name: NodeSource(s.commitlog_dir, s.ray_resource if _has_resource(s.ray_resource) else None)
+               for s in config.sources}
+    readers = ReaderFactory(config.schema_source, {s.name: s for s in config.sources})
+    policy = RetryPolicy(config.retry.initial_backoff, config.retry.max_backoff, config.retry.max_elapsed)
+    passes = []
+    while True:
+        passes.append(replicate_available_on_ray(
+            sources, readers, factories, batch_rows=config.pipeline.batch_rows,
+            batch_bytes=config.pipeline.batch_bytes, max_in_flight=config.pipeline.max_in_flight_batches,
+            policy=policy, tables=config.tables))
+        if once or stop.wait(config.pipeline.poll_interval):
+            return passes
+
+
+def _has_resource(resource: str) -> bool:
+    """Pin readers only where the cluster has the node's resource (a laptop run has none)."""
+    return resource in ray.cluster_resources()
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    return stop
