@@ -83,7 +83,9 @@ class ClickHouseDestination:
         good, rejected = _accept(table, pa.Table.from_batches([batch]))
         if good.num_rows:
             _apply(store, good, token)
-        self.offsets.save(offsets, token)
+        # the offsets' own token names their partitions: replicas (RF > 1) send byte-identical batches,
+        # whose data may be deduplicated, but each node's offset must land
+        self.offsets.save(offsets, _offsets_token(offsets))
         return WriteResult(rows=good.num_rows, rejected=rejected)
 
     def live_count(self, table: TableSchema) -> int:
@@ -94,8 +96,11 @@ class ClickHouseDestination:
     def commit_offsets(self, offsets: list[Offset]) -> None:
         """Offsets of a stretch of log with no rows for this destination (system mutations only)."""
         self.offsets.check_forward(offsets)
-        self.offsets.save(offsets, "offsets:" + ",".join(f"{o.partition_id}@{o.position}:{int(o.completed)}"
-                                                          for o in offsets))
+        self.offsets.save(offsets, _offsets_token(offsets))
+
+
+def _offsets_token(offsets: list[Offset]) -> str:
+    return "offsets:" + ",".join(f"{o.partition_id}@{o.position}:{int(o.completed)}" for o in offsets)
 
 
 def _accept(table: TableSchema, data: pa.Table) -> tuple[pa.Table, list[tuple[int, str]]]:
