@@ -11,6 +11,24 @@ latest timestamp), `_ttl` and `_expires_at` (for expiring writes), `_segment_id`
 (the resume point of the change's mutation), `_present` (the non-key columns the change writes
 or deletes: a partial update sets only these), and `_range` (bounds of a range delete).
 
+Non-frozen (multicell) collections and UDTs: Cassandra stores them one cell per element, so a change
+to such a column `c` is more than a value. The column `c` itself holds the live elements the change
+writes (a partial value: for an append or a put, only the new elements). Its companion column
+`_cells.c` (a name no CQL column can take without quoting, like the `_`-prefixed metadata) holds
+what the change does, element by element: null when the change does not touch `c`, else
+`struct<replaced_at: int64, cells: list<struct<key, value, timestamp: int64, ttl: int32,
+expires_at: timestamp[s, UTC], deleted: bool>>>`:
+- `replaced_at`: the complex deletion (every element written at or before it is gone): the write
+  timestamp - 1 for an overwrite or INSERT (`SET c = ...`), the timestamp for `DELETE c`; null when
+  none;
+- `cells`: one entry per element cell, in cell-path order. `key` is the element's identity: a list
+  cell's timeuuid (binary(16)), a set element, a map key (as the CQL element/key type), a UDT field
+  name (string). `value`: the list element or map value (CQL value type), null for a set; for a UDT
+  the UDT struct with only that field set. `deleted`: an element tombstone (a removal; value null).
+  `ttl`/`expires_at` only for expiring elements (else 0 and null).
+The compiled kernel never sees complex columns (it declines those mutations), so these columns are
+always built here; they are part of every batch schema (all null when no row touches `c`).
+
 Two ways in: `arrow_batches(decoded_mutations)` adds decoded mutations (`CommitLogReader.mutations`)
 through `TableBatchBuilder.add_update`; `CommitLogReader.arrow_batches(paths)` first hands each
 entry body to the compiled kernel (`_fastpath.Kernel`, built from `_fastpath.pyx` when Cython and a
@@ -91,10 +109,41 @@ def range_type(table: TableSchema) -> pa.DataType:
                       ("end", bound), ("end_size", pa.int8()), ("end_inclusive", pa.bool_())])
 
 
+CELLS_PREFIX = "_cells."
+
+
+def cells_column(name: str) -> str:
+    """The name of the companion column of multicell column `name` (see the module doc)."""
+    return CELLS_PREFIX + name
+
+
+def cells_type(column: ColumnSchema) -> pa.DataType:
+    """The type of `_cells.<column>`: the complex deletion and the element cells of one change."""
+    t = column.type
+    if t.name == "list":
+        key, value = pa.binary(16), t.params[0].arrow_type()
+    elif t.name == "set":
+        key, value = t.params[0].arrow_type(), pa.null()
+    elif t.name == "map":
+        key, value = t.params[0].arrow_type(), t.params[1].arrow_type()
+    else:  # udt: the field name, and the UDT with only that field set
+        key, value = pa.string(), t.arrow_type()
+    cell = pa.struct([("key", key), ("value", value), ("timestamp", pa.int64()), ("ttl", pa.int32()),
+                      ("expires_at", pa.timestamp("s", tz="UTC")), ("deleted", pa.bool_())])
+    return pa.struct([("replaced_at", pa.int64()), ("cells", pa.list_(cell))])
+
+
+def multicell_columns(table: TableSchema) -> list[ColumnSchema]:
+    return [c for c in _data_columns(table) if c.type.is_multicell]
+
+
 def batch_schema(table: TableSchema) -> pa.Schema:
+    """One field per CQL column, the metadata fields, `_range`, then `_cells.<c>` for each multicell
+    column `c` (element-wise changes of non-frozen collections and UDTs, see the module doc)."""
     fields = [pa.field(c.name, c.type.arrow_type()) for c in _data_columns(table)]
     meta = {b"keyspace": table.keyspace.encode(), b"table": table.name.encode(), b"table_id": str(table.id).encode()}
-    return pa.schema(fields + META_FIELDS + [pa.field("_range", range_type(table))], metadata=meta)
+    cells = [pa.field(cells_column(c.name), cells_type(c)) for c in multicell_columns(table)]
+    return pa.schema(fields + META_FIELDS + [pa.field("_range", range_type(table))] + cells, metadata=meta)
 
 
 def _data_columns(table: TableSchema) -> list[ColumnSchema]:
@@ -136,6 +185,7 @@ class TableBatchBuilder:
                        self.present):
             values.clear()
         self.decoded: dict[int, dict[int, object]] = {}  # slot -> {row: python value} (complex columns)
+        self.cells: dict[int, dict[int, ComplexColumn]] = {}  # slot -> {row: its cells} (complex columns)
         self.ranges: dict[int, dict] = {}
         self.nbytes = 0
 
@@ -204,6 +254,7 @@ class TableBatchBuilder:
             if data.__class__ is ComplexColumn:
                 change = _complex_change(self.columns[slot], data, False)
                 self.decoded.setdefault(slot, {})[len(self.op)] = change.value
+                self.cells.setdefault(slot, {})[len(self.op)] = data
                 ts = change.timestamp
             else:
                 flags, ts, ldt, cell_ttl, _, value = data
@@ -277,6 +328,7 @@ class TableBatchBuilder:
             _present_array(self.present, fp),
             self._ranges(n),
         ]
+        arrays += [self._cells(self.slot[c.name], c, n) for c in multicell_columns(self.table)]
         if self._schema is None:
             self._schema = batch_schema(self.table)
         batch = pa.RecordBatch.from_arrays(arrays, schema=self._schema)
@@ -289,6 +341,13 @@ class TableBatchBuilder:
             return pa.nulls(n, typ)
         return pa.array([self.ranges.get(i) for i in range(n)], typ)
 
+    def _cells(self, slot: int, column: ColumnSchema, n: int) -> pa.Array:
+        typ = cells_type(column)
+        rows = self.cells.get(slot)
+        if not rows:
+            return pa.nulls(n, typ)
+        return pa.array([_cells_value(column, rows[i]) if i in rows else None for i in range(n)], typ)
+
     def _column(self, slot: int, column: ColumnSchema, n: int, fp=None) -> pa.Array:
         typ = column.type
         if slot in self.decoded or typ.is_multicell:
@@ -296,6 +355,35 @@ class TableBatchBuilder:
             return pa.array([typ.to_arrow_value(values[i]) if values.get(i) is not None else None
                              for i in range(n)], typ.arrow_type())
         return raw_to_arrow(column, self.raw[slot], _fp=fp)
+
+
+def _cells_value(column: ColumnSchema, data: ComplexColumn) -> dict:
+    """One change's `_cells.<column>` entry (Arrow Python form)."""
+    t = column.type
+    kind = t.name
+    deletion = data.deletion
+    replaced = deletion.marked_for_delete_at if deletion is not None and not deletion.is_live else None
+    cells = []
+    for cell in data.cells:
+        path = cell.path
+        if kind == "list":
+            key = bytes(path)
+        elif kind == "udt":
+            key = t.decode_cell_path(path)
+        else:
+            key = t.params[0].to_arrow_value(t.decode_cell_path(path))
+        deleted = bool(cell.flags & CELL_IS_DELETED)
+        value = None
+        if not deleted and kind != "set":
+            value_type = t.cell_value_type(path)
+            value = value_type.to_arrow_value(value_type.decode(cell.value))
+            if kind == "udt":
+                value = {key: value}
+        expiring = bool(cell.flags & CELL_IS_EXPIRING) and not deleted
+        expires = cell.local_deletion_time if expiring and cell.local_deletion_time != NO_DELETION_TIME else None
+        cells.append({"key": key, "value": value, "timestamp": cell.timestamp, "ttl": cell.ttl if expiring else 0,
+                      "expires_at": expires, "deleted": deleted})
+    return {"replaced_at": replaced, "cells": cells}
 
 
 def _buffer(data: bytes | None):
