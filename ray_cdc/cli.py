@@ -126,7 +126,8 @@ def _init_ray() -> None:
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local run: no dashboard token to hand out
     if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS") or None, include_dashboard=False,
+        # "local", not None: a bare init would join whatever cluster a stale ray_current_cluster names
+        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False,
                  log_to_driver=False, configure_logging=False)
 
 

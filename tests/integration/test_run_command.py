@@ -26,7 +26,7 @@ sources:
 schema:
   cql_file: {root / 'a' / 'schema.cql'}
 destinations:
-  pg: {{type: postgres, dsn: "${{PG_DSN}}", schema: {schema}}}
+  {schema}: {{type: postgres, dsn: "${{PG_DSN}}", schema: {schema}}}
   ch: {{type: clickhouse, dsn: "chdb://{tmp_path / 'clickhouse'}"}}
 pipeline:
   batch_rows: 500
@@ -35,7 +35,7 @@ pipeline:
     assert main(["run", str(config), "--once"]) == EXIT_OK
     assert "replicated" in capsys.readouterr().out
 
-    pg = PostgresDestination(postgres_server.dsn, name="pg", schema=schema)
+    pg = PostgresDestination(postgres_server.dsn, name=schema, schema=schema)  # offsets are kept by name
     pg.open()
     for table in demo_tables():
         compare(pg, table, states[table.qualified_name])
