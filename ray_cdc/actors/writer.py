@@ -19,7 +19,8 @@ class WriterActor:
         destination = self._destination = destination_factory()
         destination.open()
         self._name = name
-        self._writer = DestinationWriter(destination, dead_letters, policy or RetryPolicy())
+        dlq = dead_letters() if callable(dead_letters) else dead_letters  # a factory: built here, not shipped
+        self._writer = DestinationWriter(destination, dlq, policy or RetryPolicy())
         self._offsets = offsets
         for offset in self._writer.start().values():
             self._offsets.record.remote(name, offset)

@@ -81,6 +81,7 @@ class Coordinator:
         self._known: set[SegmentRef] = set()
         self._assigned: dict[SegmentRef, str] = {}
         self._done: set[SegmentRef] = set()
+        self._parked: list[SegmentRef] = []  # live segments read up to their durable end, this pass
 
     # --- discovery ---------------------------------------------------------------------------------
 
@@ -88,6 +89,9 @@ class Coordinator:
         """Scan every node's directory; queue new segments not yet fully committed everywhere.
         Returns the newly queued ones."""
         queued = []
+        for segment in self._parked:
+            self._pending[segment.node].append(segment)
+        self._parked.clear()
         for node, directory in self._directories.items():
             for segment in discover_segments(node, directory):
                 if segment in self._known:
@@ -114,12 +118,13 @@ class Coordinator:
 
     def finished(self, segment: SegmentRef, *, completed: bool) -> None:
         """A reader got to the end of what is durable. A segment still being written (no COMPLETED
-        in its `_cdc.idx` yet) goes back to the queue, to be resumed from its offsets later."""
+        in its `_cdc.idx` yet) is parked until the next `refresh`, then resumed from its offsets:
+        taking it again at once would spin on a segment that has nothing new yet."""
         self._assigned.pop(segment, None)
         if completed:
             self._done.add(segment)
         else:
-            self._pending[segment.node].append(segment)
+            self._parked.append(segment)
 
     def reader_lost(self, reader: str) -> list[SegmentRef]:
         """Give a dead reader's segments back to the queue (front: they were next in line)."""

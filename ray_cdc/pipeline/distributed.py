@@ -49,6 +49,7 @@ def replicate_available_on_ray(
     max_reader_restarts: int = 3,
     run_id: str | None = None,
     tables=None,
+    dead_letters=None,
 ) -> RayRunSummary:
     """Apply every durable change of every node to every destination, on the connected Ray cluster.
 
@@ -56,7 +57,7 @@ def replicate_available_on_ray(
     run_id = run_id or uuid.uuid4().hex[:8]
     offsets = OffsetActor.options(name=f"{run_id}:offsets", **RESTARTABLE).remote()
     writers = {name: WriterActor.options(name=f"{run_id}:writer:{name}", **RESTARTABLE).remote(
-        name, factory, offsets, None, policy) for name, factory in destination_factories.items()}
+        name, factory, offsets, dead_letters, policy) for name, factory in destination_factories.items()}
     ray.get([w.__ray_ready__.remote() for w in writers.values()])  # offsets loaded before assignment
     coordinator = CoordinatorActor.options(name=f"{run_id}:coordinator", **RESTARTABLE).remote(
         {node: str(s.directory) for node, s in sources.items()}, offsets)

@@ -107,6 +107,29 @@ class EmbeddedServers:
         return server.get_uri()
 
 
+@dataclass(frozen=True)
+class DeadLetterFactory:
+    """Builds the configured dead-letter store inside each writer actor."""
+
+    kind: str
+    location: str  # a directory, or a PostgreSQL DSN
+    table: str = "ray_cdc_dead_letters"
+
+    def __call__(self):
+        from ray_cdc.dlq import FileDeadLetterStore, PostgresDeadLetterStore
+
+        if self.kind == "postgres":
+            return PostgresDeadLetterStore(self.location, table=self.table)
+        return FileDeadLetterStore(Path(self.location))
+
+
+def dead_letter_factory(config: Config) -> DeadLetterFactory:
+    dlq = config.dlq
+    if dlq.type == "postgres":
+        return DeadLetterFactory("postgres", dlq.dsn.get_secret_value(), dlq.table)
+    return DeadLetterFactory("files", str(dlq.dir))
+
+
 def destination_factories(config: Config, servers: EmbeddedServers) -> dict[str, DestinationFactory]:
     factories = {}
     for name, dest in config.destinations.items():
@@ -139,7 +162,7 @@ def replicate(config: Config, *, once: bool = False, stop: threading.Event | Non
         passes.append(replicate_available_on_ray(
             sources, readers, factories, batch_rows=config.pipeline.batch_rows,
             batch_bytes=config.pipeline.batch_bytes, max_in_flight=config.pipeline.max_in_flight_batches,
-            policy=policy, tables=config.tables))
+            policy=policy, tables=config.tables, dead_letters=dead_letter_factory(config)))
         if once or stop.wait(config.pipeline.poll_interval):
             return passes
 

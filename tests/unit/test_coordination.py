@@ -55,13 +55,14 @@ def test_assignment_per_node_and_requeue_of_live_segments(tmp_path):
     assert (first.segment.node, first.segment.segment_id, first.start) == ("a", 1, None)
     assert coordinator.next_assignment("reader-b", "b", {}).segment.segment_id == 3
     assert coordinator.next_assignment("reader-b", "b", {}) is None
-    coordinator.finished(first.segment, completed=False)  # still being written: back in the queue
+    coordinator.finished(first.segment, completed=False)  # still being written: parked for this pass
     second = coordinator.next_assignment("reader-a", "a", {})
     assert second.segment.segment_id == 2
+    assert coordinator.next_assignment("reader-a", "a", {}) is None  # no spinning on the live one
     committed = {"pg": {"a/1": Offset("a", 1, 77)}}
+    assert coordinator.refresh(committed) == []  # nothing new, but the live segment is queued again
     again = coordinator.next_assignment("reader-a", "a", committed)
     assert again.segment.segment_id == 1 and again.start == CommitLogPosition(1, 77)
-    assert coordinator.refresh(committed) == []  # nothing new
 
 
 def test_lost_reader_work_goes_back_first(tmp_path):
