@@ -10,8 +10,9 @@ Plain Python over `CommitLogReader.changes()` (typed `Change`s), sharing no code
   are not in the change records, so list removals by id are not modelled);
 - counters: the commitlog carries the shard's new total, so a counter cell is a plain LWW cell;
 - TTL: each cell and the liveness keep their expiry; a row's expected `_expires_at` is None when a
-  non-expiring live cell or liveness exists, else the latest expiry (the oracle does not apply "now":
-  it describes what is stored).
+  non-expiring live cell or liveness exists, else the latest expiry. By default the oracle does not
+  apply "now" (it describes what is stored); `live_rows(now=...)` / `live_statics(now=...)` treat
+  what expired at or before `now` as gone, element by element (what a live view shows).
 `complex_ttl` holds the rows with expiring collection elements (an Arrow batch's `_expires_at` only
 reflects simple cells and row liveness). `whole_value[(key, column)]` is False when a non-replacing element edit touched a multicell column:
 an Arrow batch carries only the elements a change writes, so such a column cannot be compared exactly.
@@ -62,6 +63,7 @@ class TableState:
         self.ranges: dict[tuple, list] = {}
         self.whole_value: dict[tuple, bool] = {}
         self.complex_ttl: set[tuple] = set()  # rows with expiring collection elements
+        self._now = None  # set by live_rows / live_statics
 
     # --- applying changes ------------------------------------------------------------------------------
 
@@ -156,9 +158,10 @@ class TableState:
         c = self._cmp_prefix(ck, end.values)
         return c < 0 or (c == 0 and end.inclusive)
 
-    def _materialize(self, row: _Row, tomb: int, columns) -> dict | None:
+    def _materialize(self, row: _Row, tomb: int, columns, now=None) -> dict | None:
         out, expiries, forever = {}, [], False
-        if row.liveness is not None and row.liveness.ts > tomb:
+        self._now = now
+        if row.liveness is not None and row.liveness.ts > tomb and self._unexpired(row.liveness):
             forever |= row.liveness.expires is None
             expiries.append(row.liveness.expires)
         for column in columns:
@@ -166,7 +169,7 @@ class TableState:
                 value, exp = self._complex_value(row.complex.get(column.name), tomb, column)
             else:
                 cell = row.cells.get(column.name)
-                live = cell is not None and cell.value is not None and cell.ts > tomb
+                live = cell is not None and cell.value is not None and cell.ts > tomb and self._unexpired(cell)
                 value, exp = (cell.value, [cell.expires]) if live else (None, [])
             out[column.name] = value
             forever |= any(e is None for e in exp)
@@ -180,7 +183,8 @@ class TableState:
         if state is None:
             return None, []
         floor = max(tomb, state.deleted_at)
-        live = [(e, c) for e, c in state.elements.items() if c.value is not None and c.ts > floor]
+        live = [(e, c) for e, c in state.elements.items()
+                if c.value is not None and c.ts > floor and self._unexpired(c)]
         if not live:
             return None, []
         kind = column.type.name
@@ -188,22 +192,29 @@ class TableState:
             value = [c.value for _, c in sorted(live, key=lambda item: item[0])]
         elif kind == "set":
             value = frozenset(e for e, _ in live)
+        elif kind == "map":  # Cassandra returns map entries in key order
+            key_type = column.type.params[0]
+            ordered = sorted(live, key=lambda item: order_key(key_type, key_type.encode(item[0])))
+            value = {e: c.value for e, c in ordered}
         else:
             value = {e: c.value for e, c in live}
         return value, [c.expires for _, c in live]
 
-    def live_rows(self) -> dict[tuple, dict]:
+    def _unexpired(self, cell: _Cell) -> bool:
+        return self._now is None or cell.expires is None or cell.expires > self._now
+
+    def live_rows(self, now=None) -> dict[tuple, dict]:
         out = {}
         for key, row in self.rows.items():
-            values = self._materialize(row, self._covering(key), self.table.regular)
+            values = self._materialize(row, self._covering(key), self.table.regular, now)
             if values is not None:
                 out[key] = values
         return out
 
-    def live_statics(self) -> dict[tuple, dict]:
+    def live_statics(self, now=None) -> dict[tuple, dict]:
         out = {}
         for pk, row in self.statics.items():
-            values = self._materialize(row, self.partition_del.get(pk, -1), self.table.static)
+            values = self._materialize(row, self.partition_del.get(pk, -1), self.table.static, now)
             if values is not None:
                 out[pk] = values
         return out

@@ -7,7 +7,9 @@ Per Cassandra table `t` (in schema `<keyspace>` unless configured):
   `_row_del` (the newest row/partition/range tombstone applied to the row), `_wt` (the row's newest
   writetime), `_expires_at`, `_ck` (an order-preserving byte key of the clustering columns, for range
   tombstones) and `_live` (generated: the row has liveness or a non-null cell). Dead rows are kept:
-  their per-column writetimes are what keeps older late-arriving writes out.
+  their per-column writetimes are what keeps older late-arriving writes out. A non-frozen collection
+  or UDT column `c` also has `"_cells.c"` (jsonb): its elements with their own writetimes, TTLs and
+  tombstones, and its complex deletion; `c` is rendered from it (see cells.py).
 - `t`: a VIEW of the live, unexpired rows of `t__state` with the user's columns, `_writetime` and
   `_expires_at`. This is the user-facing table.
 - `t__static` (+ view `t__statics`) when the table has static columns: the same per partition key.
@@ -98,17 +100,27 @@ def _column_defs(columns) -> list[str]:
     return out
 
 
+def complex_values(t: Target) -> list[ColumnSchema]:
+    """The target's non-frozen collection / UDT columns (merged element by element)."""
+    return [c for c in t.values if c.is_complex]
+
+
 def _state_ddl(t: Target) -> list[str]:
+    from ray_cdc.destinations.postgres import cells
+
     keys = [qi(c.name) for c in t.keys]
     live = " OR ".join(["_row_ts > _row_del"] + [f"{qi(c.name)} IS NOT NULL" for c in t.values])
-    cols = _column_defs(t.keys) + _column_defs(t.values) + [
+    cells_defs = [f"{qi(cells.state_column(c))} jsonb" for c in complex_values(t)]
+    cols = _column_defs(t.keys) + _column_defs(t.values) + cells_defs + [
         "_ts bigint[] NOT NULL", "_row_ts bigint NOT NULL DEFAULT 0", "_row_del bigint NOT NULL DEFAULT 0",
         "_wt bigint NOT NULL DEFAULT 0", "_expires_at timestamptz",
         *(["_ck bytea"] if t.has_ck else []),
         f"_live boolean GENERATED ALWAYS AS ({live}) STORED",
         f"PRIMARY KEY ({', '.join(keys)})",
     ]
-    shown = ", ".join(keys + [qi(c.name) for c in t.values])
+    shown = ", ".join(keys + [
+        f"{cells.view_sql(qi(t.schema), c, qi(c.name), qi(cells.state_column(c)))} AS {qi(c.name)}"
+        if c.is_complex else qi(c.name) for c in t.values])
     view = f"{qi(t.schema)}.{qi(t.view)}"
     stmts = [
         f"CREATE TABLE IF NOT EXISTS {t.qstate} ({', '.join(cols)})",
@@ -136,7 +148,12 @@ def table_ddl(names: TableNames) -> list[str]:
         raise ValueError(f"{table.qualified_name}: more than {MAX_VALUE_COLUMNS} non-key columns")
     pk = _column_defs(table.partition_key)
     pk_names = ", ".join(qi(c.name) for c in table.partition_key)
-    stmts = [f"CREATE SCHEMA IF NOT EXISTS {qi(names.schema)}", *_state_ddl(names.rows)]
+    stmts = [f"CREATE SCHEMA IF NOT EXISTS {qi(names.schema)}"]
+    if any(c.is_complex for c in table.static + table.regular):
+        from ray_cdc.destinations.postgres import cells
+
+        stmts += cells.function_ddl(qi(names.schema), names.schema)
+    stmts += _state_ddl(names.rows)
     if names.static is not None:
         stmts += _state_ddl(names.static)
     stmts.append(f"CREATE TABLE IF NOT EXISTS {names.q('__deleted_partitions')} "

@@ -15,13 +15,18 @@ Order inside the one transaction, and why it converges whatever order changes ar
 3. the writes are coalesced per key (the newest value of each column), each is checked against every
    kept tombstone that covers its key (its cells at or before the newest one become NULL), and upserted
    with `CASE WHEN new writetime > old writetime` per column.
+Non-frozen collections and UDTs (`"_cells.c"`, see cells.py) merge element by element instead: the
+batch's element states of a key are folded with `ray_cdc_cells_agg`, floored by the covering
+tombstone, merged into the stored state, and `c` is rendered from the result; a tombstone applied to
+an existing row floors its element states the same way.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ray_cdc.destinations.postgres.ddl import TableNames, Target, qi
+from ray_cdc.destinations.postgres import cells
+from ray_cdc.destinations.postgres.ddl import TableNames, Target, complex_values, qi
 from ray_cdc.destinations.postgres.values import cast_sql, stage_type
 
 
@@ -47,19 +52,24 @@ def stage_ddl(names: TableNames, stages: StageNames) -> list[str]:
     table = names.table
     tail = "ON COMMIT DELETE ROWS"
     meta = ["_wt bigint", "_mask bigint", "_ins boolean", "_expires_at timestamptz", "_seq integer"]
-    rows = ", ".join(_defs(names.rows.keys + names.rows.values) + ["_ck bytea"] + meta)
+    rows = ", ".join(_defs(names.rows.keys + names.rows.values) + _cells_defs(names.rows) + ["_ck bytea"] + meta)
     partitions = ", ".join(_defs(table.partition_key) + ["deleted_at bigint"])
     stmts = [f"CREATE TEMP TABLE IF NOT EXISTS {stages.rows} ({rows}) {tail}",
              f"CREATE TEMP TABLE IF NOT EXISTS {stages.partitions} ({partitions}) {tail}"]
     if names.static is not None:
         stmts.append(f"CREATE TEMP TABLE IF NOT EXISTS {stages.static} "
-                     f"({', '.join(_defs(names.static.keys + names.static.values) + meta)}) {tail}")
+                     f"({', '.join(_defs(names.static.keys + names.static.values) + _cells_defs(names.static) + meta)}) "
+                     f"{tail}")
     if table.clustering:
         stmts.append(f"CREATE TEMP TABLE IF NOT EXISTS {stages.row_deletes} "
                      f"({', '.join(_defs(table.partition_key + table.clustering) + ['deleted_at bigint'])}) {tail}")
         stmts.append(f"CREATE TEMP TABLE IF NOT EXISTS {stages.ranges} "
                      f"({', '.join(_defs(table.partition_key) + ['lo bytea', 'hi bytea', 'deleted_at bigint'])}) {tail}")
     return stmts
+
+
+def _cells_defs(target: Target) -> list[str]:
+    return [f"{qi(cells.state_column(c))} jsonb" for c in complex_values(target)]
 
 
 def _cast_keys(columns, alias: str = "") -> str:
@@ -105,7 +115,12 @@ def _keep(target: str, stage: str, columns, key) -> str:
 
 def _kill(target: Target, source: str, join_columns) -> str:
     sets = [f"{qi(c.name)} = CASE WHEN s._ts[{i + 1}] <= d.t THEN NULL ELSE s.{qi(c.name)} END"
-            for i, c in enumerate(target.values)]
+            for i, c in enumerate(target.values) if not c.is_complex]
+    schema = qi(target.schema)
+    for c in complex_values(target):  # elements at or before the tombstone die
+        floored = cells.floor_sql(schema, f"s.{qi(cells.state_column(c))}", "d.t")
+        sets.append(f"{qi(c.name)} = {cells.render_sql(schema, c, floored)}")
+        sets.append(f"{qi(cells.state_column(c))} = {floored}")
     sets.append(f"_ts = {_ts_array(target, 's._ts[{i}]', 'd.t')}")
     sets.append("_row_del = GREATEST(s._row_del, d.t)")
     return (f"UPDATE {target.qstate} AS s SET {', '.join(sets)} FROM ({source}) AS d "
@@ -156,6 +171,8 @@ def _coalesced(target: Target, stage: str, duplicates: bool) -> str:
         for i, c in enumerate(target.values):
             cols.append(f"{qi(c.name)} AS v{i}")
             cols.append(f"CASE WHEN _mask & {1 << i} <> 0 THEN _wt ELSE 0 END AS t{i}")
+            if c.is_complex:
+                cols.append(f"{qi(cells.state_column(c))} AS e{i}")
         cols += ["CASE WHEN _ins THEN _wt ELSE 0 END AS row_ts", "_wt", "_expires_at"]
         return f"SELECT {', '.join(cols)} FROM {stage}"
     order = "ORDER BY _wt DESC, _seq DESC"
@@ -164,6 +181,8 @@ def _coalesced(target: Target, stage: str, duplicates: bool) -> str:
         bit = f"_mask & {1 << i} <> 0"
         cols.append(f"(array_agg({qi(c.name)} {order}) FILTER (WHERE {bit}))[1] AS v{i}")
         cols.append(f"COALESCE(max(_wt) FILTER (WHERE {bit}), 0) AS t{i}")
+        if c.is_complex:
+            cols.append(f"{cells.agg_sql(qi(target.schema), qi(cells.state_column(c)))} AS e{i}")
     cols += ["COALESCE(max(_wt) FILTER (WHERE _ins), 0) AS row_ts", "max(_wt) AS _wt",
              f"(array_agg(_expires_at {order}))[1] AS _expires_at"]
     group = ", ".join(str(i + 1) for i in range(len(keys)))
@@ -192,13 +211,27 @@ def upsert_sql(names: TableNames, target: Target, stage: str, *, duplicates: boo
     checked = f"SELECT c.*, {tomb} AS tomb FROM ({_coalesced(target, stage, duplicates)}) AS c {joins}"
     keys = _names(target.keys)
     ck = ["_ck"] if target.has_ck else []
-    values = [f"CASE WHEN t{i} > tomb THEN {cast_sql(c.type, f'v{i}')} END" for i, c in enumerate(target.values)]
+    schema = qi(target.schema)
+    values, states, state_cols, sets = [], [], [], []
+    for i, c in enumerate(target.values):
+        name = qi(c.name)
+        if not c.is_complex:
+            values.append(f"CASE WHEN t{i} > tomb THEN {cast_sql(c.type, f'v{i}')} END")
+            sets.append(f"{name} = CASE WHEN EXCLUDED._ts[{i + 1}] > s._ts[{i + 1}] THEN EXCLUDED.{name} "
+                        f"ELSE s.{name} END")
+            continue
+        state = qi(cells.state_column(c))
+        floored = cells.floor_sql(schema, f"e{i}", "tomb")
+        values.append(cells.render_sql(schema, c, floored))
+        states.append(floored)
+        state_cols.append(state)
+        merged = cells.merge_sql(schema, f"s.{state}", f"EXCLUDED.{state}")
+        sets.append(f"{name} = {cells.render_sql(schema, c, merged)}")
+        sets.append(f"{state} = {merged}")
     ts = _ts_array_from(target)
-    select = ", ".join([keys, *ck, *values, ts, "row_ts", "tomb", "_wt", "_expires_at"])
-    insert_cols = ", ".join([keys, *ck, *(qi(c.name) for c in target.values),
+    select = ", ".join([keys, *ck, *values, *states, ts, "row_ts", "tomb", "_wt", "_expires_at"])
+    insert_cols = ", ".join([keys, *ck, *(qi(c.name) for c in target.values), *state_cols,
                              "_ts", "_row_ts", "_row_del", "_wt", "_expires_at"])
-    sets = [f"{qi(c.name)} = CASE WHEN EXCLUDED._ts[{i + 1}] > s._ts[{i + 1}] THEN EXCLUDED.{qi(c.name)} "
-            f"ELSE s.{qi(c.name)} END" for i, c in enumerate(target.values)]
     sets.append(f"_ts = {_ts_array(target, 's._ts[{i}]', 'EXCLUDED._ts[{i}]')}")
     sets += ["_row_ts = GREATEST(s._row_ts, EXCLUDED._row_ts)", "_row_del = GREATEST(s._row_del, EXCLUDED._row_del)",
              # row-level expiry follows the row's newest change (see client.py: TTL)

@@ -13,6 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ray_cdc.commitlog.arrow_batches import cells_column
+from ray_cdc.destinations.postgres import cells
 from ray_cdc.destinations.postgres.ckey import order_keys, range_bounds
 from ray_cdc.destinations.postgres.ddl import TableNames, Target
 from ray_cdc.destinations.postgres.values import RowProblems, column_values, stage_type
@@ -97,11 +99,13 @@ def _write_stage(batch, target: Target, rows: np.ndarray, masks, problems, *, wi
     expires = sub.column("_expires_at").to_pylist()
     mask = masks[rows].tolist()
     meta = [wt, mask, ins, expires, rows.tolist()]
-    columns = [c.name for c in keys + values] + (["_ck"] if with_ck else []) + \
-        ["_wt", "_mask", "_ins", "_expires_at", "_seq"]
-    types = [stage_type(c.type) for c in keys + values] + (["bytea"] if with_ck else []) + \
-        ["bigint", "bigint", "boolean", "timestamptz", "integer"]
-    parts = converted + ([ck if ck is not None else [None] * len(rows)] if with_ck else []) + meta
+    complex_columns = [c for c in values if c.is_complex]  # element-wise state (cells.py)
+    states = [cells.stage_states(c, sub.column(cells_column(c.name))) for c in complex_columns]
+    columns = [c.name for c in keys + values] + [cells_column(c.name) for c in complex_columns] + \
+        (["_ck"] if with_ck else []) + ["_wt", "_mask", "_ins", "_expires_at", "_seq"]
+    types = [stage_type(c.type) for c in keys + values] + ["jsonb"] * len(complex_columns) + \
+        (["bytea"] if with_ck else []) + ["bigint", "bigint", "boolean", "timestamptz", "integer"]
+    parts = converted + states + ([ck if ck is not None else [None] * len(rows)] if with_ck else []) + meta
     stage = Stage(columns, types, list(zip(*parts)), rows.tolist())
     stage.duplicates = _has_duplicates(sub, keys)
     return stage
