@@ -1,14 +1,10 @@
 """The ClickHouse destination against a real embedded ClickHouse (chDB), one data directory per module
 (chDB lets a process open one directory at a time).
 
-The reference state comes from a minimal oracle in this module (tests/support/expected_state.py did
-not exist yet when this was written): Cassandra's reconciliation over the workload's *expected*
-changes (worked out from the drawn operations, not from decoded batches): per-cell last-writer-wins,
-row markers, row/partition/range tombstones, TTL. Non-frozen collections are left out of the
-main comparison: batches carry only the live elements of a collection change (no "replaced" flag, no
-removed elements, no TTL of collection cells), so the destination replays them as whole values. The
-comparison therefore runs on the workload mix without per-element collection edits (collections are
-still written whole by inserts), and the full mix is an expected failure that documents the gap.
+The reference state is tests/support/expected_state.py (Cassandra's reconciliation over the decoded
+change records, element by element for non-frozen collections and UDTs), taken at "now" as the
+`__live` view is: the full default workload mix (collection appends, puts, removals, overwrites,
+deletes, element TTLs) and the mix without collection edits.
 """
 
 from __future__ import annotations
@@ -20,11 +16,10 @@ import pyarrow as pa
 import pytest
 
 from ray_cdc.commitlog.arrow_batches import arrow_batches
-from ray_cdc.commitlog.builder import MutationBuilder, order_key
-from ray_cdc.commitlog.changes import PARTITION_DELETE, RANGE_DELETE
+from ray_cdc.commitlog.builder import MutationBuilder
 from ray_cdc.commitlog.position import CommitLogPosition
 from ray_cdc.commitlog.reader import CommitLogReader, DecodedMutation
-from ray_cdc.commitlog.workload import DEFAULT_MIX, demo_tables, generate, workload_mutations
+from ray_cdc.commitlog.workload import DEFAULT_MIX, demo_tables, generate
 from ray_cdc.destinations.clickhouse import ClickHouseDestination
 from ray_cdc.destinations.clickhouse.forms import from_stored, to_stored
 from ray_cdc.destinations.clickhouse.store import stored_schema
@@ -34,6 +29,7 @@ from ray_cdc.schema.cql import load_cql_schema
 from ray_cdc.schema.model import ColumnKind, ColumnSchema, TableSchema
 from ray_cdc.schema.registry import SchemaRegistry
 from ray_cdc.schema.types import parse_cql_type
+from tests.support.expected_state import expected_state
 
 SEGMENT = 1_800_000_000_000
 
@@ -67,96 +63,18 @@ def stored_value(column: ColumnSchema, value):
 # --- the oracle ---------------------------------------------------------------------------------------
 
 
-class Oracle:
-    """Cassandra's reconciliation of one table's expected changes."""
-
-    def __init__(self, table: TableSchema, now: datetime):
-        self.table, self.now = table, now
-        self.cells: dict[tuple, dict[str, tuple]] = {}  # key -> column -> (ts, value, expires)
-        self.markers: dict[tuple, tuple] = {}  # key -> (ts, expires)
-        self.row_tombs: dict[tuple, int] = {}
-        self.partition_tombs: dict[tuple, int] = {}
-        self.range_tombs: dict[tuple, list] = {}
-
-    def _key(self, change) -> tuple:
-        pk = tuple(change.partition_key[c.name] for c in self.table.partition_key)
-        if change.static:
-            return pk + (None,) * len(self.table.clustering)
-        return pk + tuple(change.clustering.get(c.name) for c in self.table.clustering)
-
-    def apply(self, change) -> None:
-        if change.kind == PARTITION_DELETE:
-            pk = tuple(change.partition_key[c.name] for c in self.table.partition_key)
-            self.partition_tombs[pk] = max(self.partition_tombs.get(pk, 0), change.deleted_at)
-        elif change.kind == RANGE_DELETE:
-            pk = tuple(change.partition_key[c.name] for c in self.table.partition_key)
-            self.range_tombs.setdefault(pk, []).append((change.range_start, change.range_end, change.deleted_at))
-        else:
-            self._row(change)
-
-    def _row(self, change) -> None:
-        key = self._key(change)
-        if change.deleted_at is not None:
-            self.row_tombs[key] = max(self.row_tombs.get(key, 0), change.deleted_at)
-        if change.timestamp is not None and change.op in ("insert", "ttl_insert"):
-            old = self.markers.get(key)
-            if old is None or change.timestamp >= old[0]:
-                self.markers[key] = (change.timestamp, change.expires_at)
-        cells = self.cells.setdefault(key, {})
-        for name, cell in change.cells.items():
-            old = cells.get(name)
-            if old is None or cell.timestamp >= old[0]:
-                value = None if cell.deleted else getattr(cell.value, "total", cell.value)
-                cells[name] = (cell.timestamp, value, cell.expires_at)
-
-    def _tomb(self, key: tuple) -> int:
-        n_pk = len(self.table.partition_key)
-        t = max(self.row_tombs.get(key, 0), self.partition_tombs.get(key[:n_pk], 0))
-        clustering = key[n_pk:]
-        if clustering and clustering[0] is not None:
-            for start, end, at in self.range_tombs.get(key[:n_pk], []):
-                if at > t and self._in_range(clustering, start, end):
-                    t = at
-        return t
-
-    def _cmp(self, clustering: tuple, bound: dict) -> int:
-        for column, value in zip(self.table.clustering, clustering):
-            if column.name not in bound:
-                return 0
-            a = order_key(column.type, column.type.encode(value))
-            b = order_key(column.type, column.type.encode(bound[column.name]))
-            if a != b:
-                return (-1 if a < b else 1) * (-1 if column.reversed else 1)
-        return 0
-
-    def _in_range(self, clustering, start, end) -> bool:
-        (sb, si), (eb, ei) = start, end
-        c = self._cmp(clustering, sb) if sb else 1
-        if c < 0 or (c == 0 and not si):
-            return False
-        c = self._cmp(clustering, eb) if eb else -1
-        return not (c > 0 or (c == 0 and not ei))
-
-    def _alive(self, ts: int, expires, tomb: int) -> bool:
-        return ts > tomb and (expires is None or expires > self.now)
-
-    def state(self, skip: set[str]) -> dict[tuple, dict]:
-        columns = {c.name: c for c in (*self.table.static, *self.table.regular)}
-        keys = [*self.table.partition_key, *self.table.clustering]
-        out = {}
-        for key in set(self.cells) | set(self.markers):
-            tomb = self._tomb(key)
-            marker = self.markers.get(key)
-            live = marker is not None and self._alive(marker[0], marker[1], tomb)
-            values = {}
-            for name, (ts, value, expires) in self.cells.get(key, {}).items():
-                if self._alive(ts, expires, tomb) and value is not None:
-                    values[name] = value
-                    live = live or name not in skip or _nonempty(value)
-            if live:
-                stored_key = tuple(stored_value(c, v) if v is not None else None for c, v in zip(keys, key))
-                out[stored_key] = {n: stored_value(columns[n], values.get(n)) for n in columns if n not in skip}
-        return out
+def expected_rows(table: TableSchema, state, now: datetime) -> dict[tuple, dict]:
+    """The oracle's live rows and static rows at `now`, keyed and valued in the stored form."""
+    keys = [*table.partition_key, *table.clustering]
+    columns = [*table.static, *table.regular]
+    out = {}
+    for key, values in state.live_rows(now).items():
+        stored_key = tuple(stored_value(c, v) if v is not None else None for c, v in zip(keys, key))
+        out[stored_key] = {c.name: stored_value(c, values.get(c.name)) for c in columns}
+    for pk, values in state.live_statics(now).items():
+        stored_key = tuple(stored_value(c, v) for c, v in zip(table.partition_key, pk)) + (None,) * len(table.clustering)
+        out[stored_key] = {c.name: stored_value(c, values.get(c.name)) for c in columns}
+    return out
 
 
 def _normal(row: dict) -> dict:
@@ -205,9 +123,7 @@ WHOLE_VALUE_MIX = {op: w for op, w in DEFAULT_MIX.items() if not op.startswith("
 
 @pytest.mark.parametrize("mix", [
     pytest.param(WHOLE_VALUE_MIX, id="whole-collections"),
-    pytest.param(DEFAULT_MIX, id="per-element-collections", marks=pytest.mark.xfail(
-        strict=True, reason="batches lose per-element collection edits (removed elements, replaced "
-                            "flag, collection-cell TTL): replayed as whole values")),
+    pytest.param(DEFAULT_MIX, id="per-element-collections"),
 ])
 def test_demo_workload_matches_oracle(dest, tmp_path, mix):
     rows = 3200
@@ -224,22 +140,22 @@ def test_demo_workload_matches_oracle(dest, tmp_path, mix):
     assert written == rows
 
     now = datetime.now(timezone.utc)
-    tables = {t.qualified_name: t for t in demo_tables(keyspace)}
-    oracles = {name: Oracle(t, now) for name, t in tables.items()}
-    for _, changes in workload_mutations(list(tables.values()), rows=rows, mix=mix):
-        for change in changes:
-            oracles[change.table].apply(change)
-    for name, table in tables.items():
-        skip: set[str] = set()
-        expected = oracles[name].state(skip)
-        actual = {k: {n: v for n, v in r.items() if not n.startswith("_") and n not in skip
-                      and n not in {c.name for c in (*table.partition_key, *table.clustering)}}
+    states = expected_state(reader.changes(summary.segments))
+    element_edited = 0
+    for table in demo_tables(keyspace):
+        state = states[table.qualified_name]
+        element_edited += sum(1 for v in state.whole_value.values() if not v)
+        expected = expected_rows(table, state, now)
+        key_names = {c.name for c in (*table.partition_key, *table.clustering)}
+        actual = {k: {n: v for n, v in r.items() if not n.startswith("_") and n not in key_names}
                   for k, r in live_rows(dest, table).items()}
-        assert set(actual) == set(expected), name
+        assert set(actual) == set(expected), (table.name, sorted(set(actual) ^ set(expected), key=repr)[:3])
         mismatched = [k for k in expected if _normal(actual[k]) != _normal(expected[k])]
         diffs = {(n, repr(expected[k][n])[:60], repr(actual[k][n])[:60]) for k in mismatched[:20]
                  for n in expected[k] if expected[k][n] != actual[k][n]}
-        assert not mismatched, (name, len(mismatched), sorted(diffs)[:8])
+        assert not mismatched, (table.name, len(mismatched), sorted(diffs)[:8])
+    if mix is DEFAULT_MIX:
+        assert element_edited > 50  # appends, puts and removals were compared element by element
 
 
 def test_same_batch_twice_does_not_duplicate(dest):
@@ -340,3 +256,33 @@ def test_errors_are_classified_without_credentials():
     assert isinstance(classify(Fake("http://u:secret@h:8123 timed out"), "ch"), TransientDestinationError)
     fatal = classify(ValueError("Code: 62. Syntax error at http://u:secret@h:8123/db"), "ch")
     assert isinstance(fatal, FatalDestinationError) and "secret" not in str(fatal)
+
+
+def test_collection_elements_merge_per_element_and_expire_one_by_one(dest):
+    from ray_cdc.commitlog.builder import list_cell_id
+
+    t = parse_cql_type
+    table = TableSchema("ray_cdc_t", "bags", uuid.uuid5(uuid.NAMESPACE_OID, "bags"), (
+        ColumnSchema("id", t("bigint"), ColumnKind.PARTITION_KEY), ColumnSchema("ck", t("int"), ColumnKind.CLUSTERING),
+        ColumnSchema("s", t("set<text>"), ColumnKind.REGULAR), ColumnSchema("l", t("list<int>"), ColumnKind.REGULAR),
+        ColumnSchema("m", t("map<int, text>"), ColumnKind.REGULAR)))
+    dest.ensure_table(table)
+    now = int(datetime.now(timezone.utc).timestamp())
+    key = {"ck": 1}
+    dest.write(table, batch(table, lambda m: m.append_to(key, "s", {"c"}, 30),
+                            lambda m: m.update(key, {"s": {"a", "b"}, "l": [1, 2], "m": {2: "two", 1: "one"}},
+                                               timestamp=10),
+                            lambda m: m.remove_from(key, "s", ["a"], 20), position=10), [])
+    dest.write(table, batch(table, lambda m: m.remove_from(key, "s", ["b"], 5),  # older than the element
+                            lambda m: m.append_to(key, "l", [3], 40), lambda m: m.append_to(key, "l", [0], 35),
+                            lambda m: m.remove_from(key, "l", [list_cell_id(10, 1)], 50),
+                            lambda m: m.put(key, "m", {3: "three", 1: None}, 60),
+                            lambda m: m.append_to(key, "m", {9: "gone"}, 70, ttl=60, now=now - 3600),
+                            lambda m: m.append_to(key, "l", [5], 70, ttl=3600, now=now), position=20), [])
+    (row,) = live_rows(dest, table).values()
+    assert sorted(row["s"]) == ["b", "c"] and row["l"] == [1, 0, 3, 5]
+    assert sorted(row["m"]) == [(2, "two"), (3, "three")]  # 9 expired on its own
+    dest.write(table, batch(table, lambda m: m.delete_column(key, "m", timestamp=65),
+                            lambda m: m.delete_row(key, timestamp=36), position=30), [])
+    (row,) = live_rows(dest, table).values()
+    assert (row["s"], row["l"], row["m"]) == ([], [3, 5], [])

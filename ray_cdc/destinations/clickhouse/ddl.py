@@ -16,7 +16,9 @@ empty (Cassandra itself does not tell an empty collection from a null one).
 Every replicated table also has the bookkeeping columns of the merge (see `merge.py`):
 `_ts` (column -> writetime of the cell it holds, '_row' for the row marker), `_exp` (column -> expiry,
 seconds), `_deleted_at` (the row's newest tombstone, µs, 0 = none), `_version` (ReplacingMergeTree
-version: max of the writetimes and previous version + 1), `_is_deleted`, `_expires_at` (0 = never).
+version: max of the writetimes and previous version + 1), `_is_deleted`, `_expires_at` (0 = never),
+`_cells` and `_cells_exp` (element state and element expiries of non-frozen collections and UDTs:
+see `cells.py`).
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ META_COLUMNS = (
     ("_version", "Int64"),
     ("_is_deleted", "UInt8"),
     ("_expires_at", "DateTime('UTC')"),
+    ("_cells", "Map(String, String)"),
+    ("_cells_exp", "Map(String, Array(UInt32))"),
 )
 
 
@@ -172,10 +176,32 @@ def create_live_view(table: TableSchema) -> str:
     (a row can mix expiring and non-expiring cells; the TTL clause only removes whole rows)."""
     keys = [quote(c.name) for c in key_columns(table)]
     values = [f"if(_exp[{_sql_string(c.name)}] > 0 AND _exp[{_sql_string(c.name)}] <= toUInt32(now()), "
-              f"defaultValueOfArgumentType({quote(c.name)}), {quote(c.name)}) AS {quote(c.name)}"
+              f"defaultValueOfArgumentType({quote(c.name)}), {_unexpired(c)}) AS {quote(c.name)}"
               for c in value_columns(table)]
     return (f"CREATE VIEW IF NOT EXISTS {qualified(table, '__live')} AS SELECT {', '.join(keys + values)} "
             f"FROM {qualified(table)} FINAL WHERE NOT _is_deleted AND (_expires_at = 0 OR _expires_at > now())")
+
+
+def _unexpired(c: ColumnSchema) -> str:
+    """A non-frozen collection / UDT without its expired elements (`_cells_exp`: one expiry per stored
+    element, 0 = never; empty when none expires)."""
+    name = quote(c.name)
+    if not c.type.is_multicell:
+        return name
+    xp = f"_cells_exp[{_sql_string(c.name)}]"
+    keep = "x = 0 OR x > toUInt32(now())"
+    if c.type.name in ("list", "set") or not ch_type(c.type).startswith("Map("):
+        if c.type.name == "udt":
+            fields = [f"if({xp}[{i + 1}] > 0 AND {xp}[{i + 1}] <= toUInt32(now()), "
+                      f"defaultValueOfArgumentType(tupleElement({name}, {i + 1})), tupleElement({name}, {i + 1}))"
+                      for i in range(len(c.type.params))]
+            filtered = f"CAST(tuple({', '.join(fields)}), {_sql_string(ch_type(c.type))})"
+        else:
+            filtered = f"arrayFilter((v, x) -> {keep}, {name}, {xp})"
+    else:
+        filtered = (f"mapFromArrays(arrayFilter((k, x) -> {keep}, mapKeys({name}), {xp}), "
+                    f"arrayFilter((v, x) -> {keep}, mapValues({name}), {xp}))")
+    return f"if(length({xp}) = 0, {name}, {filtered})"
 
 
 def _sql_string(text: str) -> str:

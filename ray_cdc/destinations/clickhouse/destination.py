@@ -135,7 +135,9 @@ def _apply(store: TableStore, data: pa.Table, token: str) -> None:
     new_partitions = _partition_rows(part_deletes, pk_names, tombstones)
     new_ranges = _range_rows(range_deletes, table, pk_names, tombstones)
     current = store.current(sorted(_distinct(rows, key_names), key=repr), sorted(deleted_partitions, key=repr))
-    merged = Merger(key_names, [c.name for c in ddl.value_columns(table)]).merge(current, rows, tombstones.times)
+    values = ddl.value_columns(table)
+    merger = Merger(key_names, [c.name for c in values], [c for c in values if c.type.is_multicell])
+    merged = merger.merge(current, rows, tombstones.times)
     # tombstones first: once they are stored, a retry recomputes the same rows from them
     store.insert("__deleted_partitions", new_partitions, token)
     store.insert("__deleted_ranges", new_ranges, token)

@@ -12,7 +12,9 @@ column by column in Arrow/numpy, and written again as a full row:
   partition/range tombstones that cover it; a cell written at or before it is dead. The tombstone
   stays in `_deleted_at`, so it keeps suppressing older writes that arrive later;
 - `_is_deleted` = no live marker and no live cell; `_version` = max(writetimes, tombstone, previous
-  version + 1), so the rewritten row always supersedes the one it was merged from.
+  version + 1), so the rewritten row always supersedes the one it was merged from;
+- a non-frozen collection or UDT merges element by element instead (cells.py): its state in `_cells`,
+  its rendered value in the column, per-element expiries in `_cells_exp`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from ray_cdc.destinations.clickhouse.cells import EXPIRY_COLUMN, STATE_COLUMN, merged_column, meta_columns
 
 ROW_MARKER = "_row"
 TS_TYPE = pa.map_(pa.string(), pa.int64())
@@ -90,9 +94,10 @@ def _winners(idx: np.ndarray, ts: np.ndarray, order: np.ndarray, n_keys: int) ->
 class Merger:
     """Merges the stored rows of some keys with a batch of row changes (both in stored form)."""
 
-    def __init__(self, key_names: Sequence[str], value_names: Sequence[str]):
+    def __init__(self, key_names: Sequence[str], value_names: Sequence[str], complex_columns=()):
         self.key_names = list(key_names)
         self.value_names = list(value_names)
+        self.complex = {c.name: c for c in complex_columns}  # non-frozen collections / UDTs
 
     def merge(self, current: pa.Table, changes: pa.Table,
               tombstones: Callable[[list[tuple]], np.ndarray]) -> pa.Table:
@@ -105,11 +110,22 @@ class Merger:
         keys = pa.concat_tables([current.select(self.key_names), changes.select(self.key_names)]).take(firsts)
         cells = _Cells(current, changes, cur_idx, chg_idx, n, tomb)
         masks = present_masks(changes, self.value_names)
-        columns = {name: cells.column(name, masks[name]) for name in self.value_names}
+        columns, texts, expiries = {}, [], []
+        for name in self.value_names:
+            column = self.complex.get(name)
+            if column is None:
+                columns[name] = cells.column(name, masks[name])
+                continue
+            stored, ts, exp, alive, states, element_exp = merged_column(column, current, changes, cur_idx,
+                                                                        chg_idx, n, tomb)
+            columns[name] = (stored, ts, exp, alive)
+            texts.append(states)
+            expiries.append(element_exp)
         marker = cells.column(ROW_MARKER, masks[ROW_MARKER], values=False)
         previous = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
         np.maximum.at(previous, cur_idx, _ints(current.column("_version")))
-        return _assemble(keys, columns, marker, tomb, previous)
+        state, element_expiry = meta_columns(list(self.complex), texts, expiries, n)
+        return _assemble(keys, columns, marker, tomb, previous, {STATE_COLUMN: state, EXPIRY_COLUMN: element_expiry})
 
     @staticmethod
     def _tombstones(current, changes, cur_idx, chg_idx, n, covering: np.ndarray) -> np.ndarray:
@@ -193,7 +209,8 @@ def _map_column(names: list[str], values: np.ndarray, valid: np.ndarray, typ: pa
     return pa.MapArray.from_arrays(pa.array(offsets), keys, items, type=typ)
 
 
-def _assemble(keys: pa.Table, columns: dict, marker, tomb: np.ndarray, previous: np.ndarray) -> pa.Table:
+def _assemble(keys: pa.Table, columns: dict, marker, tomb: np.ndarray, previous: np.ndarray,
+              extra: dict) -> pa.Table:
     n = keys.num_rows
     names = [*columns, ROW_MARKER]
     parts = [*columns.values(), marker]
@@ -217,6 +234,6 @@ def _assemble(keys: pa.Table, columns: dict, marker, tomb: np.ndarray, previous:
         "_is_deleted": pa.array((~any_live).astype(np.uint8), pa.uint8()),
         "_expires_at": pa.array(expires.astype(np.uint32), pa.uint32()),
     }
-    for name, array in meta.items():
+    for name, array in {**meta, **extra}.items():
         out = out.append_column(name, array)
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from ray_cdc.destinations.clickhouse import ddl
+from ray_cdc.destinations.clickhouse.cells import EXPIRY_COLUMN, EXPIRY_TYPE, STATE_COLUMN, STATE_TYPE
 from ray_cdc.destinations.clickhouse.client import ClickHouseClient
 from ray_cdc.destinations.clickhouse.forms import arrow_type, from_stored
 from ray_cdc.destinations.clickhouse.literals import in_clause
@@ -22,7 +23,8 @@ def stored_schema(table: TableSchema) -> pa.Schema:
     fields = [pa.field(c.name, arrow_type(c.type)) for c in ddl.key_columns(table) + ddl.value_columns(table)]
     fields += [pa.field("_ts", TS_TYPE), pa.field("_exp", EXP_TYPE), pa.field("_deleted_at", pa.int64()),
                pa.field("_version", pa.int64()), pa.field("_is_deleted", pa.uint8()),
-               pa.field("_expires_at", pa.uint32())]
+               pa.field("_expires_at", pa.uint32()), pa.field(STATE_COLUMN, STATE_TYPE),
+               pa.field(EXPIRY_COLUMN, EXPIRY_TYPE)]
     return pa.schema(fields)
 
 
