@@ -2,11 +2,12 @@
 
 Input: the per-table Arrow record batches of `ray_cdc.commitlog.arrow_batches` (one column per CQL
 column plus `_op`, `_writetime`, `_ttl`, `_expires_at`, `_segment_id`, `_position`, `_present`,
-`_range`), together with the offsets the batch brings each partition to.
+`_range`, and a `_cells.<c>` companion per non-frozen collection/UDT column with its element cells
+and complex deletion), together with the offsets the batch brings each partition to.
 
 Semantics (Cassandra's own reconciliation, so that replaying, reordering across nodes, and the
 same change arriving from several replicas (RF > 1) all converge to the same state):
-- Last writer wins **per column**, by writetime: a change sets only the columns in `_present`,
+- Last writer wins **per column** (per element for non-frozen collections and UDTs), by writetime: a change sets only the columns in `_present`,
   and a column keeps the value with the highest writetime it has seen (ties: the later-applied
   change wins, which is harmless because a tie means the same write replayed).
 - Deletions are tombstones with a writetime: a row, partition or range deletion at time T removes
