@@ -3,37 +3,16 @@ into equal schemas, and `quote_identifier`."""
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 from ray_cdc.schema.cql_clauses import missing_table_id
+from ray_cdc.schema.cql_names import quote_identifier, string_literal
 from ray_cdc.schema.model import ColumnKind, TableSchema
 from ray_cdc.schema.types import CqlType
 
 __all__ = ["quote_identifier", "schema_to_cql", "table_to_cql"]
-
-# Cassandra's reserved_keywords.txt (5.x), plus words older versions reserved: quoting them is harmless.
-_RESERVED = frozenset(
-    """add allow alter and apply asc authorize batch begin by columnfamily create delete desc describe drop
-    entries execute from full grant if in index infinity insert into is keyspace limit materialized modify
-    nan norecursive not null of on or order primary rename revoke schema select set table to token truncate
-    unlogged update use using view where with constraint length check default unset mbean mbeans replace""".split()  # noqa: SIM905
-)
-_UNQUOTED_IDENTIFIER = re.compile(r"[a-z][a-z0-9_]*")
-
-
-def quote_identifier(name: str) -> str:
-    """The identifier as CQL must write it: bare when it reads back the same, else double-quoted."""
-    if _UNQUOTED_IDENTIFIER.fullmatch(name) and name not in _RESERVED:
-        return name
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _string_literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
 
 def _map_literal(value: dict) -> str:
     return "{" + ", ".join(f"{_literal(k)}: {_literal(v)}" for k, v in value.items()) + "}"
@@ -49,7 +28,7 @@ _LITERAL_WRITERS: tuple[tuple[type, Callable[[Any], str]], ...] = (
     (bool, lambda v: "true" if v else "false"),
     (int, str),
     (float, repr),
-    (str, _string_literal),
+    (str, string_literal),
     (bytes, lambda v: "0x" + v.hex()),
     (uuid.UUID, str),
     (dict, _map_literal),

@@ -8,11 +8,11 @@ so this module never needs the class itself at run time.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Mapping
 from datetime import timezone
 from typing import TYPE_CHECKING
 
+from ray_cdc.schema.cql_names import quote_identifier, string_literal
 from ray_cdc.schema.type_names import MARSHAL_PACKAGE, SIMPLE_TYPE_WIDTHS
 from ray_cdc.schema.value_codecs import time_nanos
 from ray_cdc.schema.value_order import as_uuid
@@ -24,20 +24,8 @@ _UTC = timezone.utc
 
 # --- CQL text ----------------------------------------------------------------------------------------
 
-_PLAIN_IDENTIFIER = re.compile(r"[a-z][a-z0-9_]*\Z")
-#: names that would parse as something else when written unquoted
-_RESERVED_NAMES = frozenset(SIMPLE_TYPE_WIDTHS) | {"list", "set", "map", "frozen", "tuple", "vector"}
-
-
-def quote_name(name: str) -> str:
-    """An identifier as CQL needs it written: bare when lower-case, else double-quoted."""
-    if _PLAIN_IDENTIFIER.match(name) and name not in _RESERVED_NAMES:
-        return name
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _quote_string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+#: the name of `quote_identifier` this module has always exported (types re-exports it)
+quote_name = quote_identifier
 
 
 def _params_cql(t: CqlType) -> str:
@@ -46,14 +34,14 @@ def _params_cql(t: CqlType) -> str:
 
 CQL_TEXT: dict[str, Callable[[CqlType], str]] = {
     **{name: (lambda t: t.name) for name in SIMPLE_TYPE_WIDTHS},
-    "empty": lambda t: _quote_string(MARSHAL_PACKAGE + "EmptyType"),
+    "empty": lambda t: string_literal(MARSHAL_PACKAGE + "EmptyType"),
     "list": lambda t: f"list<{_params_cql(t)}>",
     "set": lambda t: f"set<{_params_cql(t)}>",
     "map": lambda t: f"map<{_params_cql(t)}>",
     "tuple": lambda t: f"tuple<{_params_cql(t)}>",
     "udt": lambda t: quote_name(t.udt_name),
     "vector": lambda t: f"vector<{_params_cql(t)}, {t.dimension}>",
-    "custom": lambda t: _quote_string(t.custom_class),
+    "custom": lambda t: string_literal(t.custom_class),
 }
 
 
