@@ -67,30 +67,25 @@ def _text(array, t, name, problems):
 
 
 def _timestamp(array, t, name, problems):
-    values = array.cast(pa.int64()).to_pylist()
-    out = []
-    for i, ms in enumerate(values):
-        if ms is None:
-            out.append(None)
-            continue
-        try:
-            out.append(_EPOCH + timedelta(milliseconds=ms))
-        except OverflowError:
-            problems.add(i, name, f"timestamp {ms} ms since the epoch is out of range for timestamptz")
-            out.append(None)
-    return out
+    return _since_epoch(array.cast(pa.int64()).to_pylist(), _EPOCH, "milliseconds", "timestamptz", name, problems)
 
 
 def _date(array, t, name, problems):
+    return _since_epoch(array.cast(pa.int32()).to_pylist(), _EPOCH_DAY, "days", "date", name, problems)
+
+
+def _since_epoch(values, epoch, unit: str, pg_type: str, name, problems):
+    """Counts of `unit` since the epoch -> datetimes/dates; a value PostgreSQL's type cannot hold is
+    a problem of its row, not of the batch."""
     out = []
-    for i, days in enumerate(array.cast(pa.int32()).to_pylist()):
-        if days is None:
+    for i, count in enumerate(values):
+        if count is None:
             out.append(None)
             continue
         try:
-            out.append(_EPOCH_DAY + timedelta(days=days))
+            out.append(epoch + timedelta(**{unit: count}))
         except OverflowError:
-            problems.add(i, name, f"date {days} days since the epoch is out of range for date")
+            problems.add(i, name, f"{count} {unit} since the epoch is out of range for {pg_type}")
             out.append(None)
     return out
 
