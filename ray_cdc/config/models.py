@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ray_cdc.config.values import (
     ByteSize,
@@ -120,12 +129,60 @@ class PostgresDestination(_Section):
         return embedded_dir(self.dsn, "pgserver")
 
 
+_CHUNK_INTERVAL = re.compile(r"(\d+)\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?|d|days?|w|weeks?)?",
+                             re.IGNORECASE)
+_CHUNK_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_chunk_interval(value: Any) -> Any:
+    """Whole seconds from `7 days`, `1d`, `12 hours`, `30m`, `2w` or a number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected an interval, not a boolean")  # noqa: TRY004 - pydantic wants ValueError
+    if not isinstance(value, str):
+        return value
+    match = _CHUNK_INTERVAL.fullmatch(value.strip())
+    if match is None:
+        raise ValueError("not an interval (e.g. 7 days, 1d, 12 hours, 30m, or seconds)")
+    unit = (match[2] or "s").lower()
+    return int(match[1]) * _CHUNK_UNIT_SECONDS["m" if unit.startswith("mi") else unit[0]]
+
+
+#: A hypertable's chunk interval in whole seconds, at least one minute.
+ChunkInterval = Annotated[int, BeforeValidator(parse_chunk_interval), Field(ge=60)]
+
+
+class HypertableConfig(_Section):
+    """One table as a hypertable: its time column (a timestamp or date column of the Cassandra
+    primary key: the state table is keyed by it, and a hypertable's unique index must hold its
+    time column) and, optionally, the chunk interval."""
+
+    time_column: Identifier
+    chunk_interval: ChunkInterval | None = None  # None: the destination's chunk_interval
+
+
 class TimescaleDestination(PostgresDestination):
     type: Literal["timescaledb"] = "timescaledb"  # type: ignore[assignment]
-    # keyspace.table -> its time column: those tables become hypertables; the others plain tables
+    # keyspace.table -> its time column (shorthand of `hypertables: {t: {time_column: c}}`)
     time_column: dict[TableName, Identifier] = Field(default_factory=dict)
+    # keyspace.table -> {time_column, chunk_interval}
+    hypertables: dict[TableName, HypertableConfig] = Field(default_factory=dict)
+    # tables listed in neither: a hypertable on the first timestamp/date column of their primary key
+    # when they have one (true), or plain tables (false)
+    auto_hypertables: bool = True
+    chunk_interval: ChunkInterval | None = None  # None: TimescaleDB's default (7 days)
     # the server lacks the extension: stop (error), or log a warning and make plain tables (warn)
     on_missing_extension: Literal["error", "warn"] = "error"
+
+    @model_validator(mode="after")
+    def _each_table_once(self) -> TimescaleDestination:
+        if both := sorted(set(self.time_column) & set(self.hypertables)):
+            raise ValueError(f"{', '.join(both)}: in both time_column and hypertables; keep one")
+        return self
+
+    def hypertable_specs(self) -> dict[str, HypertableConfig]:
+        """keyspace.table -> its configured hypertable (time_column entries included)."""
+        specs = {t: HypertableConfig(time_column=c) for t, c in self.time_column.items()}
+        return {**specs, **self.hypertables}
 
 
 class ClickHouseDestination(_Section):
