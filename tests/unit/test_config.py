@@ -394,3 +394,78 @@ def test_secrets_absent_from_env_override_errors(write):
 def test_secrets_absent_from_yaml_errors(write):
     message = error_of(write, MINIMAL + f"destinations:\n  pg: {{dsn: postgresql://u:{SECRET}@h/d: x\n")
     assert "invalid YAML" in message and SECRET not in message
+
+
+# --- the timescaledb destination -------------------------------------------------------------------
+
+TIMESCALE = MINIMAL + """
+destinations:
+  metrics:
+    type: timescaledb
+    dsn: "postgresql://u:Sup3r-S3cret!@tsdb/metrics"
+    time_column: {shop.page_views: viewed_at}
+    hypertables:
+      shop.events: {time_column: event_time, chunk_interval: 1 day}
+      shop.readings: {time_column: at}
+    auto_hypertables: false
+    chunk_interval: 12 hours
+"""
+
+
+def test_timescaledb_hypertables_and_their_defaults(write):
+    ts = load(write, TIMESCALE).destinations["metrics"]
+    assert isinstance(ts, TimescaleDestination)
+    assert (ts.auto_hypertables, ts.chunk_interval, ts.on_missing_extension) == (False, 12 * 3600, "error")
+    specs = {t: (s.time_column, s.chunk_interval) for t, s in ts.hypertable_specs().items()}
+    assert specs == {"shop.page_views": ("viewed_at", None), "shop.events": ("event_time", 86400),
+                     "shop.readings": ("at", None)}
+    plain = load(write, MINIMAL + "destinations: {ts: {type: timescaledb, dsn: 'postgresql://h/d'}}\n")
+    ts = plain.destinations["ts"]
+    assert (ts.auto_hypertables, ts.chunk_interval, ts.hypertable_specs()) == (True, None, {})
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("7 days", 604800), ("1d", 86400), ("12 hours", 43200), ("1h", 3600), ("30m", 1800),
+    ("90 minutes", 5400), ("2w", 1209600), ("3600", 3600), (86400, 86400)])
+def test_timescaledb_chunk_intervals(write, text, seconds):
+    config = load(write, MINIMAL + "destinations: {ts: {type: timescaledb, dsn: 'postgresql://h/d', "
+                                   f"chunk_interval: '{text}'}}}}\n")
+    assert config.destinations["ts"].chunk_interval == seconds
+
+
+@pytest.mark.parametrize(("section", "expected"), [
+    ("{time_column: {shop.events: a}, hypertables: {shop.events: {time_column: b}}}",
+     "destinations.ts: shop.events: in both time_column and hypertables; keep one"),
+    ("{hypertables: {shop.events: {time_column: a, chunk_interval: 7 fortnights}}}",
+     "destinations.ts.hypertables.shop.events.chunk_interval: not an interval"),
+    ("{chunk_interval: 10s}", "destinations.ts.chunk_interval: Input should be greater than or equal to 60"),
+    ("{chunk_interval: yes}", "destinations.ts.chunk_interval: expected an interval, not a boolean"),
+    ("{hypertables: {shop.events: {column: a}}}", "destinations.ts.hypertables.shop.events.column"),
+    ("{hypertables: {shop.events: {}}}", "destinations.ts.hypertables.shop.events.time_column: required"),
+    ("{hypertables: {events: {time_column: a}}}", "destinations.ts.hypertables.events: not a keyspace.table"),
+    ("{hypertables: {shop.events: {time_column: 'a b'}}}",
+     "destinations.ts.hypertables.shop.events.time_column: not a plain identifier"),
+    ("{auto_hypertables: maybe}", "destinations.ts.auto_hypertables: Input should be a valid boolean"),
+])
+def test_timescaledb_bad_values_name_the_key(write, section, expected):
+    options = section[1:-1]
+    text = MINIMAL + f"destinations: {{ts: {{type: timescaledb, dsn: 'postgresql://h/d', {options}}}}}\n"
+    assert expected in error_of(write, text)
+
+
+def test_timescaledb_destination_is_built_from_its_config_and_pickles(write):
+    from ray_cdc.destinations.timescaledb import build_timescaledb_destination
+
+    config = load(write, TIMESCALE)
+    ts = pickle.loads(pickle.dumps(config.destinations["metrics"]))  # shipped to the writer actor
+    dest = build_timescaledb_destination("metrics", ts)  # builds without connecting
+    settings = dest.hypertables
+    assert (dest.name, dest.on_missing_extension, settings.auto, settings.chunk_interval) == (
+        "metrics", "error", False, 43200)
+    assert {t: (s.time_column, s.chunk_interval, s.config_key) for t, s in settings.tables.items()} == {
+        "shop.page_views": ("viewed_at", None, "destinations.metrics.time_column.shop.page_views"),
+        "shop.events": ("event_time", 86400, "destinations.metrics.hypertables.shop.events.time_column"),
+        "shop.readings": ("at", None, "destinations.metrics.hypertables.shop.readings.time_column")}
+    assert SECRET not in repr(dest.hypertables) and SECRET not in repr(ts)
+    resolved = build_timescaledb_destination("metrics", ts, dsn="postgresql://other/db")
+    assert resolved._dsn == "postgresql://other/db"  # the embedded server's DSN, resolved by the driver

@@ -50,8 +50,8 @@ class TimescaleDbDestination(PostgresDestination):
     # --- the extension -----------------------------------------------------------------------------
 
     def open(self) -> None:
+        self._check_extension()  # a missing extension (on_missing_extension: error) stops before any DDL
         super().open()
-        self._check_extension()
 
     def _check_extension(self) -> None:
         if self._extension_checked:
