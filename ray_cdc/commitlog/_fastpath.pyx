@@ -1,28 +1,39 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
 # cython: cdivision=True, infer_types=False, embedsignature=False
-"""The compiled kernel of the Arrow fast path: a mutation body straight into TableBatchBuilder lists.
+"""The compiled kernel of the Arrow fast path: commitlog sections straight into Arrow buffers.
 
-`Kernel.add(body, segment_id, offset)` walks one serialized mutation (format doc §7–§13) in C and
-appends its rows to the accumulators of each table's `TableBatchBuilder` (the lists `_row`/`_meta`
-fill: raw value bytes per slot, op, writetime, ttl, expires, segment, position, present; and
-`nbytes`), exactly as `MutationDecoder.decode` + `TableBatchBuilder.add_update` would, without
-building any model object.
+`Kernel.run(data, off, base, skip_until, segment_id)` walks the mutation entries of one section
+(format doc §6: size, crc1, body, crc2, both CRCs checked in C) and decodes each body (§7–§13) into
+the `ColumnStore` of its table's `TableBatchBuilder`: growable C buffers in Arrow layout per column
+(validity bitmap, values, offsets), plus the metadata columns (op codes, writetime, ttl, expiry,
+segment, position, present-column slots). No Python object is made per entry, row or cell;
+`TableBatchBuilder.finish()` turns the buffers into Arrow arrays with `pa.Array.from_buffers`.
 
-It takes the common case only: every update belongs to a table with a `TablePlan`, and has no
-partition deletion, no static row, no range tombstone marker, no complex (non-frozen collection or
-UDT) and no counter column in its header. For anything else, or for input it cannot prove
-well-formed, it returns 0 having appended nothing (the whole mutation is parsed into C scratch
-arrays first; nothing is appended before the last byte checks out), and the caller runs the Python
-path, which also raises the exact typed errors.
+`run` stops, returning where it stopped, at the first entry it does not take: damaged framing (a
+CRC mismatch, a size below 10, padding, an entry running past the section), and any mutation the
+kernel declines. The caller's Python loop (segment.py) handles that one entry, with every typed
+error and skip rule, and calls `run` again after it. `run` also stops right after an entry that
+fills a builder (max_rows / max_bytes), so batches close at the same entry as on the Python path.
+
+The kernel takes the common case only: every update belongs to a table with a `TablePlan`, and
+has no partition deletion, no static row, no range tombstone marker, no complex (non-frozen
+collection or UDT) and no counter column in its header. For anything else, or for input it
+cannot prove well-formed, it declines the mutation having appended nothing (the whole mutation is
+parsed into C scratch arrays first; nothing is appended before the last byte checks out), and the
+Python path decodes it. Rows the Python path adds to a builder are moved into its store
+(`ColumnStore.absorb`) before the kernel appends to it again, so the row order is the log order;
+a store can always be turned back into the Python lists the Python path fills (`drain`), which is
+the fallback for anything `finish()` cannot build from the buffers, and what the tests compare.
 
 Every read is bounds-checked against the body length by hand (the module is compiled with Cython's
 own index checks off: no Python-level indexing of the body happens here).
 
-The module also has the column builders `TableBatchBuilder.finish()` uses when the kernel is built
-(`fixed_column`, `variable_column`, `int_column`, `string_column`, `present_column`): the same results as the numpy code in
-arrow_batches.py, without a Python-level step per value.
+The module also keeps the list-based column builders `TableBatchBuilder.finish()` uses for batches
+filled by the Python path only (`fixed_column`, `variable_column`, `int_column`, `string_column`,
+`present_column`): the same results as the numpy code in arrow_batches.py.
 """
 
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact, PyLong_FromLong, PyLong_FromLongLong
@@ -61,8 +72,9 @@ cdef extern from *:
     #define PRES_MASK 1
     #define PRES_LIST 2
     #define MAX_CACHED_HEADERS 256
-    #define MAX_CACHED_MASKS 4096
     #define SCRATCH_KEEP (1 << 20)
+    #define MIN_ENTRY_SIZE 10
+    #define ENTRY_OVERHEAD 12
     #define RCDC_INT64_MAX ((int64_t)0x7FFFFFFFFFFFFFFFLL)
     #define RCDC_INT64_MIN ((int64_t)(-0x7FFFFFFFFFFFFFFFLL - 1))
     static const uint8_t rcdc_extra[256] = {
@@ -80,6 +92,42 @@ cdef extern from *:
         if (width == 8) { uint64_t x; memcpy(&x, src, 8); x = __builtin_bswap64(x); memcpy(dst, &x, 8); }
         else if (width == 4) { uint32_t x; memcpy(&x, src, 4); x = __builtin_bswap32(x); memcpy(dst, &x, 4); }
         else { uint16_t x; memcpy(&x, src, 2); x = __builtin_bswap16(x); memcpy(dst, &x, 2); }
+    }
+    static inline uint32_t rcdc_be32(const uint8_t* p) {
+        uint32_t x; memcpy(&x, p, 4); return __builtin_bswap32(x);
+    }
+    /* CRC-32 (IEEE 802.3, reflected, what zlib.crc32 and java.util.zip.CRC32 compute), slicing by 8:
+       a table-driven version in the module itself, so the kernel needs no zlib headers or library
+       at build time. The tables are filled once, at import (rcdc_crc_init). */
+    static uint32_t rcdc_crc_table[8][256];
+    static void rcdc_crc_init(void) {
+        uint32_t i, c; int k, t;
+        for (i = 0; i < 256; i++) {
+            c = i;
+            for (k = 0; k < 8; k++) c = (c & 1) ? (c >> 1) ^ 0xEDB88320u : c >> 1;
+            rcdc_crc_table[0][i] = c;
+        }
+        for (i = 0; i < 256; i++) {
+            c = rcdc_crc_table[0][i];
+            for (t = 1; t < 8; t++) { c = rcdc_crc_table[0][c & 0xFF] ^ (c >> 8); rcdc_crc_table[t][i] = c; }
+        }
+    }
+    static uint32_t rcdc_crc32(uint32_t crc, const uint8_t* p, Py_ssize_t n) {
+        crc = ~crc;
+    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        while (n >= 8) {
+            uint32_t one, two;
+            memcpy(&one, p, 4); memcpy(&two, p + 4, 4);
+            one ^= crc;
+            crc = rcdc_crc_table[7][one & 0xFF] ^ rcdc_crc_table[6][(one >> 8) & 0xFF] ^
+                  rcdc_crc_table[5][(one >> 16) & 0xFF] ^ rcdc_crc_table[4][one >> 24] ^
+                  rcdc_crc_table[3][two & 0xFF] ^ rcdc_crc_table[2][(two >> 8) & 0xFF] ^
+                  rcdc_crc_table[1][(two >> 16) & 0xFF] ^ rcdc_crc_table[0][two >> 24];
+            p += 8; n -= 8;
+        }
+    #endif
+        while (n-- > 0) crc = rcdc_crc_table[0][(crc ^ *p++) & 0xFF] ^ (crc >> 8);
+        return ~crc;
     }
     """
     int64_t TIMESTAMP_EPOCH
@@ -107,25 +155,37 @@ cdef extern from *:
     int PRES_MASK
     int PRES_LIST
     int MAX_CACHED_HEADERS
-    int MAX_CACHED_MASKS
     int SCRATCH_KEEP
+    int MIN_ENTRY_SIZE
+    int ENTRY_OVERHEAD
     int64_t RCDC_INT64_MAX
     int64_t RCDC_INT64_MIN
     const uint8_t rcdc_extra[256]
     void rcdc_swap(uint8_t* dst, const uint8_t* src, Py_ssize_t width) nogil
+    uint32_t rcdc_be32(const uint8_t* p) nogil
+    void rcdc_crc_init()
+    uint32_t rcdc_crc32(uint32_t crc, const uint8_t* p, Py_ssize_t n) nogil
 
-# format doc §8–§12 (the same constants as mutation_model.py)
-
-
-
-
-
+rcdc_crc_init()
 
 
-cdef str OP_INSERT = "insert"
-cdef str OP_UPDATE = "update"
-cdef str OP_DELETE = "delete"
+def crc32(data, uint32_t value=0):
+    """The kernel's CRC-32 of a bytes-like object (as zlib.crc32(data, value)); for the tests."""
+    cdef Py_buffer view
+    cdef uint32_t out
+    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+    try:
+        out = rcdc_crc32(value, <const uint8_t*>view.buf, view.len)
+    finally:
+        PyBuffer_Release(&view)
+    return out
 
+
+# the op codes of the store (`_op` strings, in this order; arrow_batches.py has the same list)
+OPS = ("insert", "update", "delete", "partition_delete", "range_delete")
+cdef tuple OP_NAMES = OPS
+cdef list OP_UTF8 = [name.encode() for name in OPS]
+cdef dict OP_CODE = {name: i for i, name in enumerate(OPS)}
 
 # --- reading primitives: each returns 0, or -1 when the input does not check out ----------------------
 
@@ -259,6 +319,591 @@ cdef struct UpdRec:
     int64_t nbytes
 
 
+# --- growable buffers and the column store ---------------------------------------------------------
+
+cdef extern from *:
+    """
+    static const char* const rcdc_op_name[5] = {"insert", "update", "delete", "partition_delete", "range_delete"};
+    static const Py_ssize_t rcdc_op_len[5] = {6, 6, 6, 16, 12};
+    """
+    const char* rcdc_op_name[5]
+    const Py_ssize_t rcdc_op_len[5]
+
+
+cdef struct Buf:
+    char* p
+    Py_ssize_t len
+    Py_ssize_t cap
+
+
+cdef int buf_reserve(Buf* b, Py_ssize_t need) except -1:
+    """Room for `need` bytes in all; the contents are kept, new bytes are not initialised."""
+    cdef Py_ssize_t cap
+    cdef char* mem
+    if need <= b.cap:
+        return 0
+    cap = b.cap * 2 if b.cap else 256
+    while cap < need:
+        cap *= 2
+    mem = <char*>realloc(b.p, cap)
+    if mem == NULL:
+        raise MemoryError()
+    b.p = mem
+    b.cap = cap
+    return 0
+
+
+cdef int buf_reserve_zeroed(Buf* b, Py_ssize_t need) except -1:
+    """As buf_reserve, with the new bytes zeroed (validity bitmaps: only valid bits are ever set)."""
+    cdef Py_ssize_t old = b.cap
+    buf_reserve(b, need)
+    if b.cap > old:
+        memset(b.p + old, 0, b.cap - old)
+    return 0
+
+
+cdef inline void set_bit(Buf* b, Py_ssize_t i) noexcept nogil:
+    b.p[i >> 3] = <char>(<uint8_t>b.p[i >> 3] | <uint8_t>(1 << (i & 7)))
+
+
+cdef inline bint get_bit(Buf* b, Py_ssize_t i) noexcept nogil:
+    return (<uint8_t>b.p[i >> 3] >> (i & 7)) & 1
+
+
+cdef struct Col:
+    Buf data
+    Buf offs  # VAR mode: int64 offsets, rows + 1 of them
+    Buf valid  # validity bitmap
+    Py_ssize_t nulls
+    Py_ssize_t width  # >= 0: FIXED mode, every value exactly `width` bytes (nulls zero-filled); -1: VAR
+    Py_ssize_t type_width  # the column type's fixed width, -1 when it has none: the mode clear() resets to
+
+
+cdef class ColumnStore:
+    """One table's pending rows as Arrow-layout C buffers, owned by its TableBatchBuilder.
+
+    Value columns keep the raw value bytes of the commitlog: a fixed-width column (FIXED mode)
+    one `width`-byte big-endian value per row, swapped to native order only when the batch is
+    made; every other column (VAR mode) data + int64 offsets. A fixed-width column that gets a
+    value of another length (an empty value, a damaged key) turns into VAR mode, and `finish()`
+    then decodes it value by value, exactly like the list path does. Metadata columns are kept in
+    their final form: op codes, int64 writetimes, int32 ttls, int64 expiries/segments/positions,
+    and per row the slots of the columns it writes (`_present`).
+    """
+
+    cdef Col* cols
+    cdef Py_ssize_t n_cols
+    cdef Py_ssize_t rows
+    cdef Py_ssize_t row_cap
+    cdef int64_t nbytes_c
+    cdef Buf op
+    cdef Buf wt
+    cdef Buf wt_valid
+    cdef Buf ttl
+    cdef Buf ttl_valid
+    cdef Buf exp
+    cdef Buf exp_valid
+    cdef Buf seg
+    cdef Buf pos
+    cdef Buf pres_off  # int64 per row + 1: where the row's slots start in `pres`
+    cdef Buf pres  # int32 slots
+    cdef Py_ssize_t wt_nulls, ttl_nulls, exp_nulls
+    cdef Py_ssize_t* name_len
+    cdef bytes names_blob
+    cdef Py_ssize_t* name_off
+    cdef readonly list names  # the column name of each slot
+    cdef dict slot_of
+    cdef readonly bint broken  # the builder has list rows absorb() cannot take: the kernel stays off
+
+    def __cinit__(self):
+        self.cols = NULL
+        self.name_len = NULL
+        self.name_off = NULL
+
+    def __dealloc__(self):
+        cdef Py_ssize_t i
+        if self.cols != NULL:
+            for i in range(self.n_cols):
+                free(self.cols[i].data.p)
+                free(self.cols[i].offs.p)
+                free(self.cols[i].valid.p)
+            free(self.cols)
+        free(self.op.p)
+        free(self.wt.p)
+        free(self.wt_valid.p)
+        free(self.ttl.p)
+        free(self.ttl_valid.p)
+        free(self.exp.p)
+        free(self.exp_valid.p)
+        free(self.seg.p)
+        free(self.pos.p)
+        free(self.pres_off.p)
+        free(self.pres.p)
+        free(self.name_len)
+        free(self.name_off)
+
+    def __init__(self, builder):
+        cdef Py_ssize_t i, w, total = 0
+        columns = list(builder.columns)
+        self.n_cols = len(columns)
+        self.cols = <Col*>malloc(sizeof(Col) * (self.n_cols + 1))
+        self.name_len = <Py_ssize_t*>malloc(sizeof(Py_ssize_t) * (self.n_cols + 1))
+        self.name_off = <Py_ssize_t*>malloc(sizeof(Py_ssize_t) * (self.n_cols + 1))
+        if self.cols == NULL or self.name_len == NULL or self.name_off == NULL:
+            raise MemoryError()
+        memset(self.cols, 0, sizeof(Col) * (self.n_cols + 1))
+        self.names = [c.name for c in columns]
+        encoded = [name.encode("utf-8") for name in self.names]
+        for i in range(self.n_cols):
+            typ = columns[i].type
+            width = typ.fixed_width
+            w = -1 if width is None or typ.is_multicell else <Py_ssize_t>width
+            self.cols[i].type_width = w
+            self.cols[i].width = w
+            self.name_off[i] = total
+            self.name_len[i] = len(encoded[i])
+            total += self.name_len[i]
+        self.names_blob = b"".join(encoded)
+        self.slot_of = {name: i for i, name in enumerate(self.names)}
+        self.grow_rows(64)
+        self.clear()
+
+    def __len__(self):
+        return self.rows
+
+    @property
+    def nbytes(self):
+        """Value bytes of the rows (the builder's `max_bytes` measure)."""
+        return self.nbytes_c
+
+    def width(self, Py_ssize_t slot):
+        """The slot's mode now: its fixed width (FIXED), or -1 (VAR)."""
+        return self.col(slot).width
+
+    cdef Col* col(self, Py_ssize_t slot) except NULL:
+        if slot < 0 or slot >= self.n_cols:
+            raise IndexError(f"no column slot {slot}")
+        return &self.cols[slot]
+
+    def clear(self):
+        """Forget every row; the buffers are kept for the next batch."""
+        cdef Py_ssize_t i, bits = (self.rows + 7) // 8
+        cdef Col* c
+        for i in range(self.n_cols):
+            c = &self.cols[i]
+            memset(c.valid.p, 0, bits)
+            c.nulls = 0
+            c.width = c.type_width
+            c.data.len = 0
+            if c.width < 0:
+                buf_reserve(&c.offs, (self.row_cap + 1) * 8)
+                (<int64_t*>c.offs.p)[0] = 0
+        memset(self.wt_valid.p, 0, bits)
+        memset(self.ttl_valid.p, 0, bits)
+        memset(self.exp_valid.p, 0, bits)
+        self.wt_nulls = self.ttl_nulls = self.exp_nulls = 0
+        self.pres.len = 0
+        (<int64_t*>self.pres_off.p)[0] = 0
+        self.rows = 0
+        self.nbytes_c = 0
+        self.broken = False
+
+    # --- appending (the kernel's emit and absorb) ---------------------------------------------------
+
+    cdef int grow_rows(self, Py_ssize_t need) except -1:
+        """Room for `need` rows in every per-row buffer (value data of VAR columns grows by itself)."""
+        cdef Py_ssize_t cap = self.row_cap * 2 if self.row_cap else 64, i, bits
+        cdef Col* c
+        while cap < need:
+            cap *= 2
+        bits = (cap + 7) // 8
+        for i in range(self.n_cols):
+            c = &self.cols[i]
+            buf_reserve_zeroed(&c.valid, bits)
+            if c.width >= 0:
+                buf_reserve(&c.data, cap * c.width + 8)
+            else:
+                buf_reserve(&c.offs, (cap + 1) * 8)
+        buf_reserve(&self.op, cap)
+        buf_reserve(&self.wt, cap * 8)
+        buf_reserve_zeroed(&self.wt_valid, bits)
+        buf_reserve(&self.ttl, cap * 4)
+        buf_reserve_zeroed(&self.ttl_valid, bits)
+        buf_reserve(&self.exp, cap * 8)
+        buf_reserve_zeroed(&self.exp_valid, bits)
+        buf_reserve(&self.seg, cap * 8)
+        buf_reserve(&self.pos, cap * 8)
+        buf_reserve(&self.pres_off, (cap + 1) * 8)
+        self.row_cap = cap
+        return 0
+
+    cdef inline int begin_row(self, Py_ssize_t n_present) except -1:
+        """Room for one more row, with up to `n_present` present slots."""
+        if self.rows >= self.row_cap:
+            self.grow_rows(self.rows + 1)
+        if self.pres.len + n_present * 4 > self.pres.cap:
+            buf_reserve(&self.pres, self.pres.len + n_present * 4)
+        return 0
+
+    cdef int to_var(self, Col* c) except -1:
+        """FIXED -> VAR mode: the values so far keep their bytes (nulls: zero-filled, never read)."""
+        cdef Py_ssize_t k, w = c.width
+        cdef int64_t* offs
+        buf_reserve(&c.offs, (self.row_cap + 1) * 8)
+        offs = <int64_t*>c.offs.p
+        for k in range(self.rows + 1):
+            offs[k] = k * w
+        c.data.len = self.rows * w
+        c.width = -1
+        return 0
+
+    cdef inline int put(self, Py_ssize_t s, const char* p, Py_ssize_t ln) except -1:
+        """The value of slot `s` in the current row: `ln` bytes at `p`."""
+        cdef Col* c = &self.cols[s]
+        cdef Py_ssize_t r = self.rows
+        if c.width >= 0:
+            if ln == c.width:
+                memcpy(c.data.p + r * ln, p, ln)
+                set_bit(&c.valid, r)
+                return 0
+            self.to_var(c)
+        if c.data.len + ln > c.data.cap:
+            buf_reserve(&c.data, c.data.len + ln)
+        memcpy(c.data.p + c.data.len, p, ln)
+        c.data.len += ln
+        (<int64_t*>c.offs.p)[r + 1] = c.data.len
+        set_bit(&c.valid, r)
+        return 0
+
+    cdef inline void put_null(self, Py_ssize_t s) noexcept:
+        cdef Col* c = &self.cols[s]
+        c.nulls += 1
+        if c.width >= 0:
+            memset(c.data.p + self.rows * c.width, 0, c.width)
+        else:
+            (<int64_t*>c.offs.p)[self.rows + 1] = c.data.len
+
+    cdef inline void add_present(self, int slot) noexcept:
+        (<int32_t*>(self.pres.p + self.pres.len))[0] = slot
+        self.pres.len += 4
+
+    cdef inline void end_row(self, int op, bint has_wt, int64_t wt, bint has_ttl, int32_t ttl, bint has_exp,
+                             int64_t exp, int64_t seg, int64_t pos) noexcept:
+        cdef Py_ssize_t r = self.rows
+        self.op.p[r] = <char>op
+        if has_wt:
+            (<int64_t*>self.wt.p)[r] = wt
+            set_bit(&self.wt_valid, r)
+        else:
+            (<int64_t*>self.wt.p)[r] = 0
+            self.wt_nulls += 1
+        if has_ttl:
+            (<int32_t*>self.ttl.p)[r] = ttl
+            set_bit(&self.ttl_valid, r)
+        else:
+            (<int32_t*>self.ttl.p)[r] = 0
+            self.ttl_nulls += 1
+        if has_exp:
+            (<int64_t*>self.exp.p)[r] = exp
+            set_bit(&self.exp_valid, r)
+        else:
+            (<int64_t*>self.exp.p)[r] = 0
+            self.exp_nulls += 1
+        (<int64_t*>self.seg.p)[r] = seg
+        (<int64_t*>self.pos.p)[r] = pos
+        (<int64_t*>self.pres_off.p)[r + 1] = self.pres.len // 4
+        self.rows = r + 1
+
+    # --- rows of the Python path ---------------------------------------------------------------------
+
+    def absorb(self, builder):
+        """Move the rows the Python path appended to the builder's lists into the buffers (then
+        the lists are empty); False, with nothing moved and the store marked `broken`, when a
+        value has no place here (an int out of range, a value that is not bytes): the lists then
+        stay the batch's fallback (see `drain`)."""
+        return self.absorb_lists(builder)
+
+    cdef bint absorb_lists(self, builder) except -1:
+        cdef list raw = builder.raw, ops = builder.op, wts = builder.writetime, ttls = builder.ttl
+        cdef list exps = builder.expires, segs = builder.segment, poss = builder.position, pres = builder.present
+        cdef Py_ssize_t m = PyList_GET_SIZE(ops), r, s
+        cdef list column
+        cdef object item, names
+        cdef long long wt, ttl, exp, seg, pos
+        cdef bint has_wt, has_ttl, has_exp
+        if m == 0:
+            return True
+        if self.broken or PyList_GET_SIZE(raw) != self.n_cols:
+            self.broken = True
+            return False
+        if not self.lists_fit(raw, ops, wts, ttls, exps, segs, poss, pres, m):
+            self.broken = True
+            return False
+        for r in range(m):
+            names = <object>PyList_GET_ITEM(pres, r)
+            self.begin_row(len(names))
+            for s in range(self.n_cols):
+                item = <object>PyList_GET_ITEM(<list>PyList_GET_ITEM(raw, s), r)
+                if item is None:
+                    self.put_null(s)
+                else:
+                    self.put(s, PyBytes_AS_STRING(item), PyBytes_GET_SIZE(item))
+            for name in names:
+                self.add_present(<int>self.slot_of[name])
+            has_wt, wt = _opt_int(<object>PyList_GET_ITEM(wts, r))
+            has_ttl, ttl = _opt_int(<object>PyList_GET_ITEM(ttls, r))
+            has_exp, exp = _opt_int(<object>PyList_GET_ITEM(exps, r))
+            _, seg = _opt_int(<object>PyList_GET_ITEM(segs, r))
+            _, pos = _opt_int(<object>PyList_GET_ITEM(poss, r))
+            self.end_row(<int>OP_CODE[<object>PyList_GET_ITEM(ops, r)], has_wt, wt, has_ttl, <int32_t>ttl,
+                         has_exp, exp, seg, pos)
+        self.nbytes_c += builder._nbytes
+        builder._nbytes = 0
+        for column in raw:
+            del column[:]
+        for column in (ops, wts, ttls, exps, segs, poss, pres):
+            del column[:]
+        return True
+
+    cdef bint lists_fit(self, list raw, list ops, list wts, list ttls, list exps, list segs, list poss,
+                       list pres, Py_ssize_t m) except -1:
+        """Whether every list row has a place in the buffers (checked before anything moves)."""
+        cdef Py_ssize_t r
+        cdef list column
+        cdef object item
+        for column in raw:
+            if PyList_GET_SIZE(column) != m:
+                return False
+            for r in range(m):
+                item = <object>PyList_GET_ITEM(column, r)
+                if item is not None and not PyBytes_CheckExact(item):
+                    return False
+        for column in (wts, ttls, exps, segs, poss, pres):
+            if PyList_GET_SIZE(column) != m:
+                return False
+        for r in range(m):
+            item = <object>PyList_GET_ITEM(ops, r)
+            if not PyUnicode_CheckExact(item) or item not in OP_CODE:
+                return False
+            if not (_fits(<object>PyList_GET_ITEM(wts, r), 64, True) and _fits(<object>PyList_GET_ITEM(ttls, r), 32, True)
+                    and _fits(<object>PyList_GET_ITEM(exps, r), 64, True)
+                    and _fits(<object>PyList_GET_ITEM(segs, r), 64, False)
+                    and _fits(<object>PyList_GET_ITEM(poss, r), 64, False)):
+                return False
+            item = <object>PyList_GET_ITEM(pres, r)
+            if type(item) is not list and type(item) is not tuple:
+                return False
+            for name in item:
+                if not PyUnicode_CheckExact(name) or name not in self.slot_of:
+                    return False
+        return True
+
+    def drain(self, builder):
+        """Put the rows back into the builder's lists, in front of any list rows, as the Python path
+        would have appended them (bytes values, str ops, ints), and forget them here."""
+        cdef Py_ssize_t n = self.rows, r, s, k
+        cdef int64_t* po = <int64_t*>self.pres_off.p
+        cdef int32_t* ps = <int32_t*>self.pres.p
+        cdef list names = self.names
+        raw = builder.raw
+        for s in range(self.n_cols):
+            (<list>raw[s])[0:0] = self.values(s)
+        builder.op[0:0] = [OP_NAMES[<uint8_t>self.op.p[r]] for r in range(n)]
+        builder.writetime[0:0] = self.int_values(0)
+        builder.ttl[0:0] = self.int_values(1)
+        builder.expires[0:0] = self.int_values(2)
+        builder.segment[0:0] = self.int_values(3)
+        builder.position[0:0] = self.int_values(4)
+        builder.present[0:0] = [[names[ps[k]] for k in range(po[r], po[r + 1])] for r in range(n)]
+        builder._nbytes = builder._nbytes + self.nbytes_c
+        self.clear()
+
+    # --- making the batch: buffers for pa.Array.from_buffers -----------------------------------------
+
+    def values(self, Py_ssize_t slot):
+        """One column as the Python path's raw list: bytes per value, None for nulls."""
+        cdef Col* c = self.col(slot)
+        cdef Py_ssize_t i, w = c.width
+        cdef int64_t* offs = <int64_t*>c.offs.p
+        cdef list out = []
+        for i in range(self.rows):
+            if not get_bit(&c.valid, i):
+                out.append(None)
+            elif w >= 0:
+                out.append(PyBytes_FromStringAndSize(c.data.p + i * w, w))
+            else:
+                out.append(PyBytes_FromStringAndSize(c.data.p + offs[i], offs[i + 1] - offs[i]))
+        return out
+
+    def fixed_column(self, Py_ssize_t slot, int kind):
+        """A FIXED column -> (validity or None, data, null count), as the list-based
+        `fixed_column(raw, width, kind)` gives it; None when the column is in VAR mode."""
+        cdef Col* c = self.col(slot)
+        cdef Py_ssize_t n = self.rows, w = c.width, i, nbits = (n + 7) // 8
+        cdef uint8_t* out
+        cdef const uint8_t* src = <const uint8_t*>c.data.p
+        cdef bytes data
+        if w <= 0 or (kind == 2 and w != 1) or (kind == 1 and w != 2 and w != 4 and w != 8):
+            return None
+        validity = PyBytes_FromStringAndSize(c.valid.p, nbits) if c.nulls else None
+        if kind == 2:  # boolean: any non-zero byte is true (nulls are zero-filled)
+            data = PyBytes_FromStringAndSize(NULL, nbits)
+            out = <uint8_t*>PyBytes_AS_STRING(data)
+            memset(out, 0, nbits)
+            for i in range(n):
+                if src[i]:
+                    out[i >> 3] |= <uint8_t>(1 << (i & 7))
+        elif kind == 1:  # big-endian numbers to native order
+            data = PyBytes_FromStringAndSize(NULL, n * w)
+            out = <uint8_t*>PyBytes_AS_STRING(data)
+            if w == 8:
+                for i in range(n):
+                    rcdc_swap(out + i * 8, src + i * 8, 8)
+            elif w == 4:
+                for i in range(n):
+                    rcdc_swap(out + i * 4, src + i * 4, 4)
+            else:
+                for i in range(n):
+                    rcdc_swap(out + i * 2, src + i * 2, 2)
+        else:
+            data = PyBytes_FromStringAndSize(c.data.p, n * w)
+        return validity, data, c.nulls
+
+    def variable_column(self, Py_ssize_t slot):
+        """A VAR column -> (validity or None, offsets, data, null count, large), as the list-based
+        `variable_column(raw)` gives it; None when the column is in FIXED mode."""
+        cdef Col* c = self.col(slot)
+        cdef Py_ssize_t n = self.rows, i
+        cdef int64_t* src = <int64_t*>c.offs.p
+        cdef int32_t* off32
+        cdef bint large
+        cdef bytes offsets
+        if c.width >= 0:
+            return None
+        large = c.data.len > 0x7FFFFFFF
+        if large:
+            offsets = PyBytes_FromStringAndSize(c.offs.p, (n + 1) * 8)
+        else:
+            offsets = PyBytes_FromStringAndSize(NULL, (n + 1) * 4)
+            off32 = <int32_t*>PyBytes_AS_STRING(offsets)
+            for i in range(n + 1):
+                off32[i] = <int32_t>src[i]
+        validity = PyBytes_FromStringAndSize(c.valid.p, (n + 7) // 8) if c.nulls else None
+        return validity, offsets, PyBytes_FromStringAndSize(c.data.p, c.data.len), c.nulls, large
+
+    cdef list int_values(self, int which):
+        cdef Py_ssize_t r
+        cdef int64_t* src
+        cdef list out = []
+        if which == 0:
+            for r in range(self.rows):
+                out.append(PyLong_FromLongLong((<int64_t*>self.wt.p)[r]) if get_bit(&self.wt_valid, r) else None)
+        elif which == 1:
+            for r in range(self.rows):
+                out.append(PyLong_FromLong((<int32_t*>self.ttl.p)[r]) if get_bit(&self.ttl_valid, r) else None)
+        elif which == 2:
+            for r in range(self.rows):
+                out.append(PyLong_FromLongLong((<int64_t*>self.exp.p)[r]) if get_bit(&self.exp_valid, r) else None)
+        else:
+            src = <int64_t*>(self.seg.p if which == 3 else self.pos.p)
+            for r in range(self.rows):
+                out.append(PyLong_FromLongLong(src[r]))
+        return out
+
+    def int_column(self, int which):
+        """A metadata column -> (validity or None, little-endian data, null count): 0 `_writetime`
+        (int64), 1 `_ttl` (int32), 2 `_expires_at` (int64 seconds), 3 `_segment_id`, 4 `_position`."""
+        cdef Py_ssize_t n = self.rows, nbits = (n + 7) // 8
+        if which == 0:
+            return (PyBytes_FromStringAndSize(self.wt_valid.p, nbits) if self.wt_nulls else None,
+                    PyBytes_FromStringAndSize(self.wt.p, n * 8), self.wt_nulls)
+        if which == 1:
+            return (PyBytes_FromStringAndSize(self.ttl_valid.p, nbits) if self.ttl_nulls else None,
+                    PyBytes_FromStringAndSize(self.ttl.p, n * 4), self.ttl_nulls)
+        if which == 2:
+            return (PyBytes_FromStringAndSize(self.exp_valid.p, nbits) if self.exp_nulls else None,
+                    PyBytes_FromStringAndSize(self.exp.p, n * 8), self.exp_nulls)
+        if which == 3:
+            return None, PyBytes_FromStringAndSize(self.seg.p, n * 8), 0
+        if which == 4:
+            return None, PyBytes_FromStringAndSize(self.pos.p, n * 8), 0
+        raise ValueError(f"no metadata column {which}")
+
+    def op_column(self):
+        """`_op` -> (int32 offsets, UTF-8 data) of a string array without nulls."""
+        cdef Py_ssize_t n = self.rows, r, total = 0
+        cdef uint8_t code
+        cdef int32_t* off
+        cdef char* out
+        cdef bytes offsets, data
+        for r in range(n):
+            total += rcdc_op_len[<uint8_t>self.op.p[r]]
+        offsets = PyBytes_FromStringAndSize(NULL, (n + 1) * 4)
+        data = PyBytes_FromStringAndSize(NULL, total)
+        off = <int32_t*>PyBytes_AS_STRING(offsets)
+        out = PyBytes_AS_STRING(data)
+        total = 0
+        for r in range(n):
+            off[r] = <int32_t>total
+            code = <uint8_t>self.op.p[r]
+            memcpy(out + total, rcdc_op_name[code], rcdc_op_len[code])
+            total += rcdc_op_len[code]
+        off[n] = <int32_t>total
+        return offsets, data
+
+    def present_column(self):
+        """`_present` -> (int32 list offsets, int32 string offsets, UTF-8 data) of a list<string>
+        array without nulls; None when it needs 64-bit offsets."""
+        cdef Py_ssize_t n = self.rows, count = self.pres.len // 4, k, total = 0, ln
+        cdef int64_t* po = <int64_t*>self.pres_off.p
+        cdef int32_t* ps = <int32_t*>self.pres.p
+        cdef int32_t* loff
+        cdef int32_t* soff
+        cdef char* out
+        cdef const char* blob = PyBytes_AS_STRING(self.names_blob)
+        cdef Py_ssize_t r
+        cdef bytes list_offsets, str_offsets, data
+        for k in range(count):
+            total += self.name_len[ps[k]]
+        if count > 0x7FFFFFFF or total > 0x7FFFFFFF:
+            return None
+        list_offsets = PyBytes_FromStringAndSize(NULL, (n + 1) * 4)
+        loff = <int32_t*>PyBytes_AS_STRING(list_offsets)
+        for r in range(n + 1):
+            loff[r] = <int32_t>po[r]
+        str_offsets = PyBytes_FromStringAndSize(NULL, (count + 1) * 4)
+        data = PyBytes_FromStringAndSize(NULL, total)
+        soff = <int32_t*>PyBytes_AS_STRING(str_offsets)
+        out = PyBytes_AS_STRING(data)
+        total = 0
+        for k in range(count):
+            soff[k] = <int32_t>total
+            ln = self.name_len[ps[k]]
+            memcpy(out + total, blob + self.name_off[ps[k]], ln)
+            total += ln
+        soff[count] = <int32_t>total
+        return list_offsets, str_offsets, data
+
+
+cdef bint _fits(object item, int bits, bint nullable) except -1:
+    """An int of that many bits (or None when nullable): what the store's int columns hold."""
+    cdef long long v
+    cdef int overflow = 0
+    if item is None:
+        return nullable
+    if not PyLong_CheckExact(item):
+        return False
+    v = PyLong_AsLongLongAndOverflow(item, &overflow)
+    if overflow:
+        return False
+    return bits == 64 or -0x80000000 <= v <= 0x7FFFFFFF
+
+
+cdef inline tuple _opt_int(object item):
+    if item is None:
+        return False, 0
+    return True, <long long>item
+
 cdef class HeaderInfo:
     """One regular-column header (raw bytes) of a table, resolved to slots and widths once."""
 
@@ -267,12 +912,7 @@ cdef class HeaderInfo:
     cdef int* slot  # builder slot per header column; -1 = a dropped column
     cdef int* width  # fixed width per header column; -1 = vbytes
     cdef bytes raw
-    cdef list names  # per header column: the builder column name, or None for a dropped column
-    cdef list all_list  # `present` of a row with every column
     cdef uint64_t all_mask
-    cdef dict masks  # present mask -> `present` list
-    cdef uint64_t last_mask
-    cdef object last_list
 
     def __cinit__(self):
         self.slot = NULL
@@ -282,39 +922,17 @@ cdef class HeaderInfo:
         free(self.slot)
         free(self.width)
 
-    cdef list present_for_mask(self, uint64_t mask):
-        cdef object lst
-        cdef Py_ssize_t i
-        if mask == self.all_mask:
-            return self.all_list
-        if mask == self.last_mask and self.last_list is not None:
-            return <list>self.last_list
-        lst = self.masks.get(mask)
-        if lst is None:
-            lst = [self.names[i] for i in range(self.n) if (mask >> i) & 1 and self.slot[i] >= 0]
-            if len(self.masks) >= MAX_CACHED_MASKS:
-                self.masks.clear()
-            self.masks[mask] = lst
-        self.last_mask = mask
-        self.last_list = lst
-        return <list>lst
-
 
 cdef class TablePlan:
-    """What the kernel needs of one table: its builder's lists, slots, clustering widths, and a cache
-    of the column headers seen (most mutations of a table repeat one header byte for byte)."""
+    """What the kernel needs of one table: its builder's column store, slots, clustering widths,
+    and a cache of the column headers seen (most mutations of a table repeat one header byte for
+    byte)."""
 
     cdef readonly object builder
     cdef readonly object table
     cdef readonly bytes table_id
-    cdef list raw
-    cdef list op
-    cdef list writetime
-    cdef list ttl
-    cdef list expires
-    cdef list segment
-    cdef list position
-    cdef list present
+    cdef readonly ColumnStore store
+    cdef list pending  # the builder's `op` list: rows of the Python path not yet in the store
     cdef Py_ssize_t n_slots
     cdef Py_ssize_t n_pk
     cdef Py_ssize_t n_ck
@@ -336,24 +954,23 @@ cdef class TablePlan:
         self.builder = builder
         self.table = table
         self.table_id = table.id.bytes
-        self.raw = builder.raw
-        self.op = builder.op
-        self.writetime = builder.writetime
-        self.ttl = builder.ttl
-        self.expires = builder.expires
-        self.segment = builder.segment
-        self.position = builder.position
-        self.present = builder.present
         self.columns = list(builder.columns)
         self.slot_of = builder.slot
-        self.n_slots = len(self.raw)
+        self.n_slots = len(self.columns)
         self.n_pk = builder.n_pk
         self.n_ck = builder.n_ck
-        if self.n_slots != len(self.columns) or self.n_pk < 1 or self.n_pk + self.n_ck > self.n_slots:
+        if self.n_pk < 1 or self.n_pk + self.n_ck > self.n_slots or len(builder.raw) != self.n_slots:
             raise ValueError("builder layout does not match its table")
-        for lst in self.raw:
-            if type(lst) is not list:
-                raise TypeError("builder.raw must hold lists")
+        if type(builder.op) is not list:
+            raise TypeError("builder.op must be a list")
+        self.pending = builder.op
+        store = builder.store
+        if store is None:
+            store = ColumnStore(builder)
+            builder.store = store
+        elif not isinstance(store, ColumnStore) or (<ColumnStore>store).n_cols != self.n_slots:
+            raise ValueError("builder.store does not match its table")
+        self.store = <ColumnStore>store
         widths = [c.type.fixed_width for c in table.clustering]
         if len(widths) != self.n_ck:
             raise ValueError("builder clustering does not match its table")
@@ -371,12 +988,8 @@ cdef class TablePlan:
         cdef Cur c
         cdef uint64_t count
         cdef Py_ssize_t ln, i
-        cdef int slot
         h.raw = raw
         h.ok = False
-        h.names = []
-        h.masks = {}
-        h.last_list = None
         c.b = <const uint8_t*>PyBytes_AS_STRING(raw)
         c.n = PyBytes_GET_SIZE(raw)
         c.p = 0
@@ -400,13 +1013,10 @@ cdef class TablePlan:
                 return h
             width = col.type.fixed_width
             h.width[i] = -1 if width is None else <int>width
-            slot = <int>self.slot_of.get(name, -1)
-            h.slot[i] = slot
-            h.names.append(self.columns[slot].name if slot >= 0 else None)
+            h.slot[i] = <int>self.slot_of.get(name, -1)
         if c.p != c.n:
             return h
         h.all_mask = ((<uint64_t>1) << h.n) - 1 if h.n < 64 else 0
-        h.all_list = [nm for nm in h.names if nm is not None]
         h.ok = True
         return h
 
@@ -438,7 +1048,7 @@ cdef class TablePlan:
 
 
 cdef class Kernel:
-    """Decodes mutation bodies into the builders of the tables it has plans for.
+    """Decodes mutation entries into the column stores of the tables it has plans for.
 
     Plans are keyed by the 16 raw bytes of the table id; the caller adds and drops them as its
     schema lookups change (a plan must describe the schema the Python decoder would use now).
@@ -446,9 +1056,8 @@ cdef class Kernel:
 
     cdef dict plans
     cdef TablePlan last
-    cdef object max_rows
-    cdef object max_bytes
-    cdef list _touched
+    cdef int64_t max_rows
+    cdef int64_t max_bytes
     # scratch
     cdef Val* vals
     cdef Py_ssize_t vals_cap
@@ -480,9 +1089,9 @@ cdef class Kernel:
     def __init__(self, max_rows=65536, max_bytes=16 << 20):
         self.plans = {}
         self.last = None
-        self.max_rows = max_rows
-        self.max_bytes = max_bytes
-        self._touched = []
+        # limits beyond int64 cannot be reached anyway
+        self.max_rows = min(max(<object>max_rows, 0), RCDC_INT64_MAX)
+        self.max_bytes = min(max(<object>max_bytes, 0), RCDC_INT64_MAX)
 
     # --- plans --------------------------------------------------------------------------------
 
@@ -505,8 +1114,9 @@ cdef class Kernel:
         self.last = None
 
     def touched(self):
-        """The builders of the last accepted mutation, in update order."""
-        return [(<TablePlan>p).builder for p in self._touched]
+        """The builders of the last mutation taken, in update order (valid right after `add` or
+        `run` returned; run stops after the mutation that filled a builder)."""
+        return [(<TablePlan>self.upds[u].plan).builder for u in range(self.n_upds)]
 
     cdef TablePlan lookup(self, const uint8_t* tid):
         cdef TablePlan p = self.last
@@ -534,23 +1144,6 @@ cdef class Kernel:
         cap[0] = new_cap
         return 0
 
-    # --- the walk -----------------------------------------------------------------------------
-
-    def add(self, body, segment_id, offset):
-        """Append the rows of one mutation body; 0 = declined (nothing appended), 1 = appended,
-        2 = appended and a builder it touched reached max_rows or max_bytes (see `touched`)."""
-        if not self.plans:
-            return 0
-        if type(body) is not bytes:
-            body = bytes(body)
-        try:
-            if self.parse(body) <= 0:
-                return 0
-            return self.emit(body, segment_id, offset)
-        finally:
-            if self.vals_cap > SCRATCH_KEEP or self.rows_cap > SCRATCH_KEEP:
-                self.trim()  # a huge mutation: do not keep its scratch for the small ones
-
     cdef void trim(self) noexcept:
         free(self.vals)
         free(self.rows)
@@ -560,12 +1153,80 @@ cdef class Kernel:
         self.pres = NULL
         self.vals_cap = self.rows_cap = self.pres_cap = 0
 
-    cdef int parse(self, bytes body) except -2:
+    # --- entry points ---------------------------------------------------------------------------
+
+    def add(self, body, int64_t segment_id, int64_t offset):
+        """Append the rows of one mutation body; 0 = declined (nothing appended), 1 = appended,
+        2 = appended and a builder it touched reached max_rows or max_bytes (see `touched`)."""
+        if not self.plans:
+            return 0
+        if type(body) is not bytes:
+            body = bytes(body)
+        try:
+            if self.parse(<const uint8_t*>PyBytes_AS_STRING(body), PyBytes_GET_SIZE(body)) <= 0:
+                return 0
+            return self.emit(PyBytes_AS_STRING(body), segment_id, offset)
+        finally:
+            if self.vals_cap > SCRATCH_KEEP or self.rows_cap > SCRATCH_KEEP:
+                self.trim()  # a huge mutation: do not keep its scratch for the small ones
+
+    def run(self, data, Py_ssize_t off, int64_t base, int64_t skip_until, int64_t segment_id):
+        """Take the entries of a section's `data` from `off` on, while they are whole, both CRCs
+        match and their mutations are ones the kernel decodes; entries ending at or before
+        `skip_until` (relative to data) are passed over. `base` is the logical offset of data[0].
+
+        Returns (off, taken, last_end, full): where it stopped (the start of the first entry not
+        taken, or len(data)), how many entries it decoded, the end of the last one (relative), and
+        whether that last one filled a builder (then it stopped right after it: see `touched`).
+        The caller's Python loop handles the entry at `off` (damage, padding, a declined mutation).
+        """
+        cdef Py_buffer view
+        cdef const uint8_t* b
+        cdef Py_ssize_t n, end, taken = 0, last_end = 0
+        cdef int64_t size
+        cdef uint32_t crc
+        cdef int full = 0
+        if not self.plans or off < 0:
+            return off, 0, 0, False
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        try:
+            b = <const uint8_t*>view.buf
+            n = view.len
+            while n - off >= 8:
+                size = <int32_t>rcdc_be32(b + off)
+                if size < MIN_ENTRY_SIZE:
+                    break  # end of data (zero), or damage: the Python loop says which
+                crc = rcdc_crc32(0, b + off, 4)
+                if crc != rcdc_be32(b + off + 4) or size > n - off - ENTRY_OVERHEAD:
+                    break
+                end = off + ENTRY_OVERHEAD + <Py_ssize_t>size
+                if end <= skip_until:
+                    off = end  # consumed before the resume point (its body is not even checked)
+                    continue
+                if rcdc_crc32(crc, b + off + 8, <Py_ssize_t>size) != rcdc_be32(b + end - 4):
+                    break
+                if self.parse(b + off + 8, <Py_ssize_t>size) <= 0:
+                    break
+                full = self.emit(<const char*>b + off + 8, segment_id, base + end) == 2
+                taken += 1
+                last_end = end
+                off = end
+                if full:
+                    break
+        finally:
+            PyBuffer_Release(&view)
+            if self.vals_cap > SCRATCH_KEEP or self.rows_cap > SCRATCH_KEEP:
+                self.trim()
+        return off, taken, last_end, bool(full)
+
+    # --- the walk -----------------------------------------------------------------------------
+
+    cdef int parse(self, const uint8_t* body, Py_ssize_t size) except -2:
         cdef Cur c
         cdef uint64_t count
         cdef Py_ssize_t u, j
-        c.b = <const uint8_t*>PyBytes_AS_STRING(body)
-        c.n = PyBytes_GET_SIZE(body)
+        c.b = body
+        c.n = size
         c.p = 0
         self.n_vals = self.n_rows = self.n_upds = self.n_pks = self.n_pres = 0
         if rd_uvint(&c, &count) < 0 or count < 1 or count > <uint64_t>(c.n // 18):
@@ -594,6 +1255,10 @@ cdef class Kernel:
         for j in range(self.n_upds):
             if self.upds[j].plan == <PyObject*>plan:
                 return 0  # the same table twice: the batcher checks its limits after each update
+        if plan.store.broken:
+            return 0  # the Python path's rows of this batch stay in the lists until finish()
+        if PyList_GET_SIZE(plan.pending) and not plan.store.absorb_lists(plan.builder):
+            return 0  # rows of the Python path come first (log order), and these cannot move
         c.p += 16
         if rd_len(c, &key_len) < 0:
             return 0
@@ -828,77 +1493,55 @@ cdef class Kernel:
         self.n_vals += n_slots
         return 1
 
-    cdef object emit(self, bytes body, object segment_id, object offset):
-        cdef const char* b = PyBytes_AS_STRING(body)
-        cdef Py_ssize_t u, r, s, j
+    cdef int emit(self, const char* b, int64_t segment_id, int64_t offset) except -1:
+        """Append the parsed mutation (body at `b`) to the stores; 2 when a store reached its limits."""
+        cdef Py_ssize_t u, r, s, j, i
         cdef UpdRec* upd
         cdef RowRec* row
         cdef Val* v
+        cdef Val* pk
         cdef TablePlan plan
         cdef HeaderInfo h
-        cdef list pk_objs = []
-        cdef list pks, raw, lst
-        cdef object obj
-        cdef int full = 0
-        for u in range(self.n_upds):
-            upd = &self.upds[u]
-            plan = <TablePlan>upd.plan
-            if plan.n_pk == 1:
-                pks = [PyBytes_FromStringAndSize(b + upd.key_off, upd.key_len)]
-            elif upd.hdr == NULL:
-                pks = []  # an empty update: no rows
-            else:
-                pks = [PyBytes_FromStringAndSize(b + self.pks[upd.pk_start + j].off, self.pks[upd.pk_start + j].len)
-                       for j in range(plan.n_pk)]
-            pk_objs.append(pks)
+        cdef ColumnStore st
+        cdef int full = 0, slot
         for r in range(self.n_rows):
             row = &self.rows[r]
             upd = &self.upds[row.upd]
             plan = <TablePlan>upd.plan
             h = <HeaderInfo>upd.hdr
-            pks = <list><object>PyList_GET_ITEM(pk_objs, row.upd)
-            raw = plan.raw
+            st = plan.store
+            st.begin_row(h.n)
             v = &self.vals[row.val_start]
             for s in range(plan.n_slots):
                 if v[s].len >= 0:
-                    obj = PyBytes_FromStringAndSize(b + v[s].off, v[s].len)
+                    st.put(s, b + v[s].off, v[s].len)
                 elif v[s].len == V_NONE:
-                    obj = None
+                    st.put_null(s)
+                elif plan.n_pk == 1:
+                    st.put(s, b + upd.key_off, upd.key_len)
                 else:
-                    obj = <object>PyList_GET_ITEM(pks, v[s].off)
-                (<list><object>PyList_GET_ITEM(raw, s)).append(obj)
-            if row.op == 0:
-                plan.op.append(OP_INSERT)
-            elif row.op == 1:
-                plan.op.append(OP_UPDATE)
+                    pk = &self.pks[upd.pk_start + v[s].off]
+                    st.put(s, b + pk.off, pk.len)
+            # _present: the header columns the row has, in header order, dropped ones left out
+            if row.pres_kind == PRES_LIST:
+                for j in range(row.pres_n):
+                    slot = h.slot[self.pres[row.pres_start + j]]
+                    if slot >= 0:
+                        st.add_present(slot)
             else:
-                plan.op.append(OP_DELETE)
-            plan.writetime.append(PyLong_FromLongLong(row.wt) if row.has_wt else None)
-            if row.has_ttl:
-                plan.ttl.append(PyLong_FromLong(row.ttl))
-                plan.expires.append(None if row.exp == NO_DELETION_TIME else PyLong_FromLong(row.exp))
-            else:
-                plan.ttl.append(None)
-                plan.expires.append(None)
-            plan.segment.append(segment_id)
-            plan.position.append(offset)
-            if row.pres_kind == PRES_ALL:
-                lst = h.all_list
-            elif row.pres_kind == PRES_MASK:
-                lst = h.present_for_mask(row.mask)
-            else:
-                lst = [h.names[self.pres[row.pres_start + j]] for j in range(row.pres_n)
-                       if h.slot[self.pres[row.pres_start + j]] >= 0]
-            plan.present.append(lst)
-        self._touched = []
+                for i in range(h.n):
+                    if row.pres_kind == PRES_MASK and not ((row.mask >> i) & 1):
+                        continue
+                    slot = h.slot[i]
+                    if slot >= 0:
+                        st.add_present(slot)
+            st.end_row(row.op, row.has_wt, row.wt, row.has_ttl, row.ttl,
+                       row.has_ttl and row.exp != NO_DELETION_TIME, row.exp, segment_id, offset)
         for u in range(self.n_upds):
             upd = &self.upds[u]
-            plan = <TablePlan>upd.plan
-            builder = plan.builder
-            if upd.nbytes:
-                builder.nbytes = builder.nbytes + upd.nbytes
-            self._touched.append(plan)
-            if PyList_GET_SIZE(plan.op) >= self.max_rows or builder.nbytes >= self.max_bytes:
+            st = (<TablePlan>upd.plan).store
+            st.nbytes_c += upd.nbytes
+            if st.rows >= self.max_rows or st.nbytes_c >= self.max_bytes:
                 full = 1
         return 2 if full else 1
 

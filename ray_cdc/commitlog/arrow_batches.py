@@ -95,6 +95,9 @@ META_FIELDS = [
     pa.field("_present", pa.list_(pa.string())),
 ]
 
+#: the int metadata columns a ColumnStore gives by index (`int_column(which)`), in META_FIELDS order
+_META_INT_TYPES = (pa.int64(), pa.int32(), pa.timestamp("s", tz="UTC"), pa.int64(), pa.int64())
+
 _NUMPY_FIXED = {  # CQL type -> (big-endian numpy dtype, native dtype)
     "int": (">i4", "i4"), "bigint": (">i8", "i8"), "float": (">f4", "f4"), "double": (">f8", "f8"),
     "timestamp": (">i8", "i8"), "boolean": ("u1", "u1"),
@@ -153,9 +156,11 @@ def _data_columns(table: TableSchema) -> list[ColumnSchema]:
 class TableBatchBuilder:
     """Accumulates one table's changes as raw column values; `finish()` makes the RecordBatch.
 
-    The accumulators (`raw[slot]`, `op`, `writetime`, `ttl`, `expires`, `segment`, `position`,
-    `present`) are created once and cleared in place by `finish()`: the compiled kernel keeps
-    references to them and appends to them directly.
+    The Python path appends to the lists (`raw[slot]`, `op`, `writetime`, `ttl`, `expires`,
+    `segment`, `position`, `present`), created once and cleared in place by `finish()`. With the
+    compiled kernel, `store` is a `_fastpath.ColumnStore` (set by the kernel's `TablePlan`): the
+    kernel appends to its C buffers, and list rows move into it (`absorb`) before the kernel adds
+    more, so the rows of a batch are the store's rows, then the lists' rows, in log order.
     """
 
     def __init__(self, table: TableSchema):
@@ -176,6 +181,7 @@ class TableBatchBuilder:
         self.segment: list[int] = []
         self.position: list[int] = []
         self.present: list = []
+        self.store = None  # a _fastpath.ColumnStore once the kernel has a plan for this builder
         self._reset()
 
     def _reset(self) -> None:
@@ -187,10 +193,25 @@ class TableBatchBuilder:
         self.decoded: dict[int, dict[int, object]] = {}  # slot -> {row: python value} (complex columns)
         self.cells: dict[int, dict[int, ComplexColumn]] = {}  # slot -> {row: its cells} (complex columns)
         self.ranges: dict[int, dict] = {}
-        self.nbytes = 0
+        self._nbytes = 0  # value bytes of the list rows
+        if self.store is not None:
+            self.store.clear()
 
     def __len__(self) -> int:
-        return len(self.op)
+        store = self.store
+        return len(self.op) if store is None else len(self.op) + len(store)
+
+    @property
+    def nbytes(self) -> int:
+        """Value bytes of the pending rows (what `max_bytes` bounds)."""
+        store = self.store
+        return self._nbytes if store is None else self._nbytes + store.nbytes
+
+    def to_lists(self) -> None:
+        """Move the store's rows into the lists (in front): the lists then hold the whole batch as
+        the Python path alone would have built it."""
+        if self.store is not None and len(self.store):
+            self.store.drain(self)
 
     # --- adding rows -------------------------------------------------------------------------------
 
@@ -253,8 +274,9 @@ class TableBatchBuilder:
             add_present(slot_names[index])
             if data.__class__ is ComplexColumn:
                 change = _complex_change(self.columns[slot], data, False)
-                self.decoded.setdefault(slot, {})[len(self.op)] = change.value
-                self.cells.setdefault(slot, {})[len(self.op)] = data
+                index = len(self)
+                self.decoded.setdefault(slot, {})[index] = change.value
+                self.cells.setdefault(slot, {})[index] = data
                 ts = change.timestamp
             else:
                 flags, ts, ldt, cell_ttl, _, value = data
@@ -265,7 +287,7 @@ class TableBatchBuilder:
                         ttl, expires = cell_ttl, ldt
             if writetime is None or ts > writetime:
                 writetime = ts
-        self.nbytes += nbytes
+        self._nbytes += nbytes
         op = "insert" if liveness is not None else "update"
         deletion = row.deletion
         if deletion is not None:
@@ -297,7 +319,7 @@ class TableBatchBuilder:
         if start is not None:
             start_marker, start_incl = start
             end_incl = marker.kind in INCLUSIVE_KINDS or marker.kind == 5
-            self.ranges[len(self.op)] = {
+            self.ranges[len(self)] = {
                 "start": self._bound(start_marker), "start_size": len(start_marker.clustering),
                 "start_inclusive": start_incl, "end": self._bound(marker),
                 "end_size": len(marker.clustering), "end_inclusive": end_incl,
@@ -315,8 +337,67 @@ class TableBatchBuilder:
     # --- making the batch ---------------------------------------------------------------------------
 
     def finish(self) -> pa.RecordBatch:
-        n = len(self.op)
+        n = len(self)
         fp = fastpath()
+        store = self.store
+        if store is not None and len(store):
+            if self.op and not store.absorb(self):
+                self.to_lists()  # list rows the buffers cannot hold: the whole batch takes the list path
+        if store is not None and len(store):
+            arrays = self._store_arrays(store, n, fp)
+            if arrays is None:  # something the buffers cannot make (64-bit _present offsets)
+                self.to_lists()
+        if store is None or not len(store):
+            arrays = self._list_arrays(n, fp)
+        arrays.append(self._ranges(n))
+        arrays += [self._cells(self.slot[c.name], c, n) for c in multicell_columns(self.table)]
+        if self._schema is None:
+            self._schema = batch_schema(self.table)
+        batch = pa.RecordBatch.from_arrays(arrays, schema=self._schema)
+        self._reset()
+        return batch
+
+    def _store_arrays(self, store, n: int, fp) -> list[pa.Array] | None:
+        """The data and metadata columns from the kernel's buffers (`store` holds every row)."""
+        present = store.present_column()
+        if present is None:
+            return None
+        arrays = [self._store_column(store, i, c, n, fp) for i, c in enumerate(self.columns)]
+        offsets, data = store.op_column()
+        arrays.append(pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)],
+                                            null_count=0))
+        for which, typ in enumerate(_META_INT_TYPES):
+            validity, data, nulls = store.int_column(which)
+            arrays.append(pa.Array.from_buffers(typ, n, [_buffer(validity), pa.py_buffer(data)], null_count=nulls))
+        arrays.append(_present_from_buffers(n, *present))
+        return arrays
+
+    def _store_column(self, store, slot: int, column: ColumnSchema, n: int, fp) -> pa.Array:
+        typ = column.type
+        if slot in self.decoded or typ.is_multicell:
+            return self._column(slot, column, n, fp)
+        target = typ.arrow_type()
+        if store.width(slot) >= 0:
+            if typ.name in _NUMPY_FIXED:
+                is_bool = target == pa.bool_()
+                encoded = store.fixed_column(slot, 2 if is_bool else (1 if typ.fixed_width > 1 else 0))
+                if encoded is not None:
+                    return _fixed_from_buffers(target, n, *encoded)
+            elif typ.name in ("uuid", "timeuuid"):
+                encoded = store.fixed_column(slot, 0)
+                if encoded is not None:
+                    array = _uuid_from_buffers(target, n, encoded[0], encoded[1])
+                    if array is not None:
+                        return array
+        elif _VARIABLE.get(typ.name) == target:
+            encoded = store.variable_column(slot)
+            if encoded is not None:
+                return _variable_from_buffers(target, n, *encoded)
+        # anything else (varint, date, collections, ...; a fixed-width column with an empty value):
+        # value by value, from the same raw bytes the list path would have
+        return raw_to_arrow(column, store.values(slot), _fp=fp)
+
+    def _list_arrays(self, n: int, fp) -> list[pa.Array]:
         arrays = [self._column(i, c, n, fp) for i, c in enumerate(self.columns)]
         arrays += [
             _string_array(self.op, fp),
@@ -326,14 +407,8 @@ class TableBatchBuilder:
             _int_array(self.segment, pa.int64(), fp),
             _int_array(self.position, pa.int64(), fp),
             _present_array(self.present, fp),
-            self._ranges(n),
         ]
-        arrays += [self._cells(self.slot[c.name], c, n) for c in multicell_columns(self.table)]
-        if self._schema is None:
-            self._schema = batch_schema(self.table)
-        batch = pa.RecordBatch.from_arrays(arrays, schema=self._schema)
-        self._reset()
-        return batch
+        return arrays
 
     def _ranges(self, n: int) -> pa.Array:
         typ = range_type(self.table)
@@ -386,8 +461,8 @@ def _cells_value(column: ColumnSchema, data: ComplexColumn) -> dict:
     return {"replaced_at": replaced, "cells": cells}
 
 
-def _buffer(data: bytes | None):
-    return None if data is None else pa.py_buffer(data)
+def _buffer(data: bytes | pa.Buffer | None):
+    return data if data is None or isinstance(data, pa.Buffer) else pa.py_buffer(data)
 
 
 def _int_array(values: list, typ: pa.DataType, fp) -> pa.Array:
@@ -413,18 +488,49 @@ def _string_array(values: list, fp) -> pa.Array:
     return pa.array(values, pa.string())
 
 
+_PRESENT_TYPE = pa.list_(pa.string())
+
+
 def _present_array(present: list, fp) -> pa.Array:
-    typ = pa.list_(pa.string())
     if fp is not None:
         encoded = fp.present_column(present)
         if encoded is not None:
-            list_offsets, str_offsets, data = encoded
-            count = len(str_offsets) // 4 - 1
-            names = pa.Array.from_buffers(pa.string(), count, [None, pa.py_buffer(str_offsets), pa.py_buffer(data)],
-                                          null_count=0)
-            return pa.Array.from_buffers(typ, len(present), [None, pa.py_buffer(list_offsets)], null_count=0,
-                                         children=[names])
-    return pa.array(present, typ)
+            return _present_from_buffers(len(present), *encoded)
+    return pa.array(present, _PRESENT_TYPE)
+
+
+def _present_from_buffers(n: int, list_offsets: bytes, str_offsets: bytes, data: bytes) -> pa.Array:
+    count = len(str_offsets) // 4 - 1
+    names = pa.Array.from_buffers(pa.string(), count, [None, pa.py_buffer(str_offsets), pa.py_buffer(data)],
+                                  null_count=0)
+    return pa.Array.from_buffers(_PRESENT_TYPE, n, [None, pa.py_buffer(list_offsets)], null_count=0,
+                                 children=[names])
+
+
+def _fixed_from_buffers(target: pa.DataType, n: int, validity, data: bytes, nulls: int) -> pa.Array:
+    return pa.Array.from_buffers(target, n, [_buffer(validity), pa.py_buffer(data)], null_count=nulls)
+
+
+def _variable_from_buffers(target: pa.DataType, n: int, validity, offsets: bytes, data: bytes, nulls: int,
+                           large: bool) -> pa.Array:
+    if large:
+        typ = pa.large_string() if target == pa.string() else pa.large_binary()
+    else:
+        typ = target
+    array = pa.Array.from_buffers(typ, n, [_buffer(validity), pa.py_buffer(offsets), pa.py_buffer(data)],
+                                  null_count=nulls)
+    if target == pa.string():
+        array.validate(full=True)  # invalid UTF-8 must fail here, not in a destination
+    return array
+
+
+def _uuid_from_buffers(target: pa.DataType, n: int, validity, joined: bytes) -> pa.Array | None:
+    storage = pa.Array.from_buffers(pa.binary(16), n, [_buffer(validity), pa.py_buffer(joined)])
+    if target == pa.binary(16):
+        return storage
+    if isinstance(target, pa.ExtensionType):
+        return pa.ExtensionArray.from_storage(target, storage)
+    return None
 
 
 def raw_to_arrow(column: ColumnSchema, raw: list, *, _fp=None) -> pa.Array:
@@ -477,8 +583,7 @@ def _fixed_width(raw: list, width: int, dtypes, target: pa.DataType, fp=None) ->
         encoded = fp.fixed_column(raw, width, 2 if is_bool else (1 if width > 1 else 0))
         if encoded is None:
             return None
-        validity, data, nulls = encoded
-        return pa.Array.from_buffers(target, len(raw), [_buffer(validity), pa.py_buffer(data)], null_count=nulls)
+        return _fixed_from_buffers(target, len(raw), *encoded)
     mask = _mask(raw)
     joined = _join_fixed(raw, width, mask)
     if joined is None:
@@ -496,16 +601,7 @@ def _variable_width(raw: list, target: pa.DataType, fp=None) -> pa.Array | None:
         encoded = fp.variable_column(raw)
         if encoded is None:
             return None
-        validity, offsets, data, nulls, large = encoded
-        if large:
-            typ = pa.large_string() if target == pa.string() else pa.large_binary()
-        else:
-            typ = target
-        array = pa.Array.from_buffers(typ, len(raw), [_buffer(validity), pa.py_buffer(offsets), pa.py_buffer(data)],
-                                      null_count=nulls)
-        if target == pa.string():
-            array.validate(full=True)  # invalid UTF-8 must fail here, not in a destination
-        return array
+        return _variable_from_buffers(target, len(raw), *encoded)
     mask = _mask(raw)
     filled = raw if mask is None else [b"" if v is None else v for v in raw]
     lengths = np.fromiter(map(len, filled), dtype=np.int64, count=len(raw))
@@ -526,19 +622,13 @@ def _uuid(raw: list, target: pa.DataType, fp=None) -> pa.Array | None:
         if encoded is None:
             return None
         validity, joined, _ = encoded
-        validity = _buffer(validity)
     else:
         mask = _mask(raw)
         joined = _join_fixed(raw, 16, mask)
         if joined is None:
             return None
         validity = _validity(mask)
-    storage = pa.Array.from_buffers(pa.binary(16), len(raw), [validity, pa.py_buffer(joined)])
-    if target == pa.binary(16):
-        return storage
-    if isinstance(target, pa.ExtensionType):
-        return pa.ExtensionArray.from_storage(target, storage)
-    return None
+    return _uuid_from_buffers(target, len(raw), validity, joined)
 
 
 class ArrowBatcher:

@@ -19,7 +19,7 @@ from ray_cdc.commitlog.changes import Change, changes_of
 from ray_cdc.commitlog.mutation_decoder import MutationDecoder
 from ray_cdc.commitlog.mutation_model import Mutation
 from ray_cdc.commitlog.position import CommitLogPosition
-from ray_cdc.commitlog.segment import ReadReport, SegmentReader, parse_segment_name
+from ray_cdc.commitlog.segment import FastRun, ReadReport, SegmentReader, parse_segment_name
 from ray_cdc.errors import MutationDecodeError, UnknownTableError
 from ray_cdc.schema.from_log import LogSchemaTracker
 from ray_cdc.schema.model import TableSchema
@@ -147,8 +147,8 @@ class CommitLogReader:
         `arrow_batches.batch_schema`); the same batches, in the same order, as
         `arrow_batches.arrow_batches(self.mutations(path) for each path)`.
 
-        Each entry goes to the compiled kernel first (`_fastpath`, when built and not disabled by
-        `RAY_CDC_PURE_PYTHON=1`); the mutations it declines (schema mutations, tables it has no
+        Each section goes to the compiled kernel first (`_fastpath`, when built and not disabled by
+        `RAY_CDC_PURE_PYTHON=1`), which checks and decodes runs of entries in C; the mutations it declines (schema mutations, tables it has no
         plan for yet, partition/range deletions, static rows, collections, counters, bad input)
         take the Python decoder, with every error, skip and summary rule of `mutations()`.
         """
@@ -204,29 +204,27 @@ class CommitLogReader:
             yield from full
 
     def _segment_steps(self, path: str, start, batcher, kernel, fp):
-        """After each entry of a segment: its position, and the batches that became full while
-        adding it (kernel first; the Python decoder for the mutations the kernel declines)."""
+        """After each entry of a segment, or each run of entries the kernel took: the position of
+        the last one, and the batches that became full while adding it (a kernel run ends with the
+        entry that fills a batch; the Python decoder takes the mutations the kernel declines)."""
         summary, reader = self._open_segment(path, start, None)
         unsigned_ldt = reader.header.version >= _MESSAGING_V13
         max_rows, max_bytes = batcher.max_rows, batcher.max_bytes
-        add = None
+        fast = None
         if kernel is not None:
             self._check_plans(kernel, batcher)
-            add = kernel.add
-        for entry in reader.entries():
-            position = entry.position
-            if add is not None:
-                done = add(entry.body, position.segment_id, position.offset)
-                if done:
-                    summary.mutations += 1
-                    summary.fast_mutations += 1
-                    full = []
-                    if done == 2:
-                        full = [(b.table, b.finish()) for b in kernel.touched()
-                                if len(b) >= max_rows or b.nbytes >= max_bytes]
-                    yield position, full
-                    continue
-            yield position, list(self._python_path(entry, path, summary, batcher, kernel, fp, unsigned_ldt))
+            fast = kernel.run
+        for item in reader.entries(fast):
+            if item.__class__ is FastRun:
+                summary.mutations += item.count
+                summary.fast_mutations += item.count
+                full = []
+                if item.full:
+                    full = [(b.table, b.finish()) for b in kernel.touched()
+                            if len(b) >= max_rows or b.nbytes >= max_bytes]
+                yield item.position, full
+                continue
+            yield item.position, list(self._python_path(item, path, summary, batcher, kernel, fp, unsigned_ldt))
 
     def _python_path(self, entry, path, summary, batcher, kernel, fp, unsigned_ldt):
         mutation = self._decode(entry, path, summary)

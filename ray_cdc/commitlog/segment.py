@@ -27,6 +27,11 @@ reader would (`CommitLogReader.readSection`):
 
 `limit` is a durable logical offset (`_cdc.idx`): in a plain section entries ending after it are
 not yielded; a compressed or encrypted section ending after it is not decoded at all.
+
+`entries(fast)` hands each section to a compiled consumer first (`_fastpath.Kernel.run`): it takes
+runs of whole, CRC-valid entries it can decode itself, and this module yields a `FastRun` for each
+run instead of its entries. The entry where it stops (damage, padding, one it declines) is handled
+by the Python loop below, with every rule above, before the consumer is asked again.
 """
 
 from __future__ import annotations
@@ -197,6 +202,15 @@ _set_segment_id, _set_offset = CommitLogPosition.segment_id.__set__, CommitLogPo
 _set_position, _set_start, _set_body = Entry.position.__set__, Entry.start.__set__, Entry.body.__set__
 
 
+@dataclass(frozen=True, slots=True)
+class FastRun:
+    """Consecutive good entries the fast consumer of `entries(fast)` decoded itself."""
+
+    position: CommitLogPosition  # of the last entry of the run
+    count: int  # entries in the run
+    full: bool  # its last entry filled a batch (the consumer stopped right after it)
+
+
 def _make_entry(segment_id: int, offset: int, start: int, body: bytes) -> Entry:
     """`Entry(CommitLogPosition(segment_id, offset), start, body)`, faster."""
     position = _new(CommitLogPosition)
@@ -324,8 +338,12 @@ class SegmentReader:
 
     # --- iteration -------------------------------------------------------------------------------
 
-    def entries(self) -> Iterator[Entry]:
+    def entries(self, fast=None) -> Iterator[Entry | FastRun]:
         """Yield every good entry after `start` and up to `limit`; see the module doc for damage.
+
+        `fast(data, off, base, skip_until, segment_id) -> (off, taken, last_end, full)`
+        (`_fastpath.Kernel.run`), when given, takes runs of entries first: a `FastRun` is yielded
+        for each run it took, in place of those entries (they count in `report` all the same).
 
         Each call reads the file again (and resets `report`); run one iteration at a time.
         """
@@ -335,19 +353,19 @@ class SegmentReader:
             self._file_size = os.fstat(self._fd).st_size
             self._limit = _NO_LIMIT if self.limit is None else self.limit
             self._skip_until = -1 if self.start is None else self.start.offset
-            yield from self._walk()
+            yield from self._walk(fast)
 
     def _pread(self, n: int, offset: int) -> bytes:
         return os.pread(self._fd, n, offset) if n > 0 else b""
 
-    def _walk(self) -> Iterator[Entry]:
+    def _walk(self, fast) -> Iterator[Entry | FastRun]:
         pos = logical = self.header.size
         while True:
             status, section = self._next_section(pos, logical)
             if status is not _NEXT:
                 break
             if section.data is not None:
-                status = yield from self._entries_in(section)
+                status = yield from self._entries_in(section, fast)
                 if status is not _NEXT:
                     break
             pos, logical = section.next_pos, section.next_logical
@@ -464,7 +482,7 @@ class SegmentReader:
 
     # --- entries (§6): the hot loop ----------------------------------------------------------------
 
-    def _entries_in(self, section: _Section) -> Iterator[Entry]:
+    def _entries_in(self, section: _Section, fast=None) -> Iterator[Entry | FastRun]:
         data, base = section.data, section.data_start
         n = len(data)
         mv = memoryview(data)
@@ -473,6 +491,16 @@ class SegmentReader:
         skip_until = self._skip_until - base  # relative: entries ending at or before it were consumed
         off = 0
         while off < n:
+            if fast is not None:
+                off, taken, last_end, full = fast(data, off, base, skip_until, segment_id)
+                if taken:
+                    position = CommitLogPosition(segment_id, base + last_end)
+                    report.entries += taken
+                    report.last_position = position
+                    yield FastRun(position, taken, full)
+                if full or off >= n:
+                    continue  # a batch to close first; or the section is done
+            # one entry, by the reference loop: damage, padding, or one the fast consumer left
             if n - off < 8:
                 if not any(mv[off:off + 4]):
                     return _END  # zero padding too short for a whole entry header

@@ -273,6 +273,7 @@ def test_real_segments_same_batches(monkeypatch, folder, include_system):
 
 
 def _snapshot(builder: TableBatchBuilder):
+    builder.to_lists()  # the kernel's rows, back in the form the Python path appends
     return (tuple(tuple(c) for c in builder.raw), tuple(builder.op), tuple(builder.writetime), tuple(builder.ttl),
             tuple(builder.expires), tuple(builder.segment), tuple(builder.position),
             tuple(tuple(p) for p in builder.present), builder.nbytes, builder.decoded, builder.ranges)
