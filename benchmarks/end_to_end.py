@@ -377,14 +377,18 @@ def config_text(destinations: list[str], segments: Path, tag: str, scratch: Path
 
 
 class TreeSampler:
-    """Peak of the summed RSS of a process and all its descendants, sampled every SAMPLE_EVERY s."""
+    """Peak of the summed RSS of a process and all its descendants, sampled every SAMPLE_EVERY s; and,
+    every PSS_EVERY-th sample, the summed PSS (shared pages divided among the processes sharing them:
+    the summed RSS counts every shared library and object-store page once per process)."""
+
+    PSS_EVERY = 5
 
     def __init__(self, pid: int):
         import psutil
 
         self.root = psutil.Process(pid)
-        self.peak = 0
-        self.peak_processes = 0
+        self.peak = self.peak_pss = 0
+        self.peak_processes: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -392,25 +396,45 @@ class TreeSampler:
     def _run(self) -> None:
         import psutil
 
+        n = 0
         while not self._stop.is_set():
             try:
                 processes = [self.root, *self.root.children(recursive=True)]
             except psutil.Error:
                 break
-            total = 0
+            sizes = {}
+            pss = 0
             for p in processes:
                 try:
-                    total += p.memory_info().rss
+                    sizes[p.pid] = (p.memory_info().rss, p)
+                    if n % self.PSS_EVERY == 0:
+                        pss += p.memory_full_info().pss
                 except psutil.Error:
                     pass
+            total = sum(rss for rss, _ in sizes.values())
             if total > self.peak:
-                self.peak, self.peak_processes = total, len(processes)
+                self.peak = total
+                self.peak_processes = {_label(p): rss / 2**20 for rss, p in sizes.values()}
+            self.peak_pss = max(self.peak_pss, pss)
+            n += 1
             self._stop.wait(SAMPLE_EVERY)
 
-    def stop(self) -> float:
+    def stop(self) -> tuple[float, float]:
         self._stop.set()
         self._thread.join()
-        return self.peak / 2**20
+        return self.peak / 2**20, self.peak_pss / 2**20
+
+
+def _label(process) -> str:
+    try:
+        cmd = process.cmdline()
+        name = cmd[0].rsplit("/", 1)[-1] if cmd else process.name()
+        if name.startswith("ray::") or not cmd:
+            return f"{name} [{process.pid}]"
+        script = next((c.rsplit("/", 1)[-1] for c in cmd[1:3] if c.endswith(".py")), "")
+        return f"{name} {script} [{process.pid}]".replace("  ", " ")
+    except Exception:  # noqa: BLE001 - a process that just exited: its label does not matter
+        return f"? [{process.pid}]"
 
 
 def measure_pipeline(scenario: str, destinations: list[str], dsn: str, segments: Path, scratch: Path,
@@ -425,7 +449,7 @@ def measure_pipeline(scenario: str, destinations: list[str], dsn: str, segments:
     sampler = TreeSampler(child.pid)
     out, err = child.communicate()
     wall = time.perf_counter() - t0
-    peak = sampler.stop()
+    peak, peak_pss = sampler.stop()
     try:
         result = json.loads(out.strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):
@@ -437,7 +461,7 @@ def measure_pipeline(scenario: str, destinations: list[str], dsn: str, segments:
     shutil.rmtree(scratch / f"state-{tag}", ignore_errors=True)
     return {"scenario": scenario, "rows": result["rows"], "seconds": result["seconds"],
             "rows_per_s": result["rows"] / result["seconds"], "start_s": result["start_s"], "wall_s": wall,
-            "peak_rss_mib": peak, "processes": sampler.peak_processes}
+            "peak_rss_mib": peak, "peak_pss_mib": peak_pss, "processes_at_peak": sampler.peak_processes}
 
 
 def child_run(config_path: str) -> None:
@@ -518,8 +542,10 @@ def run(args, scenarios: list[str], tmp: Path, command: str) -> None:
     server.start()
     try:
         dsn = server.dsn
-        available = probe_available(dsn, segments, tmp, args.batch_rows)
-        results = {"command": command, "python": sys.version.split()[0], "cpu_count": os.cpu_count(),
+        available, baseline = probe_available(dsn, segments, tmp, args.batch_rows)
+        print(f"baseline (Ray, the actors and {'+'.join(sorted(available))}, nothing to replicate): peak RSS "
+              f"{baseline['peak_rss_mib']:,.0f} MiB, PSS {baseline['peak_pss_mib']:,.0f} MiB", flush=True)
+        results = {"baseline": baseline, "command": command, "python": sys.version.split()[0], "cpu_count": os.cpu_count(),
                    "postgres": server.kind, "workload": info, "ceiling_rows": sum(t["rows"] for t in inputs),
                    "scenarios": {}}
         for scenario in scenarios:
@@ -536,7 +562,8 @@ def run(args, scenarios: list[str], tmp: Path, command: str) -> None:
                 per[scenario]["pipeline"].append(p)
                 per[scenario]["ceiling"].append(c)
                 print(f"  run {i + 1} {scenario:12s} pipeline {p['rows_per_s']:>10,.0f} rows/s "
-                      f"({p['seconds']:.1f} s + Ray start {p['start_s']:.1f} s, peak RSS {p['peak_rss_mib']:,.0f} MiB)"
+                      f"({p['seconds']:.1f} s + Ray start {p['start_s']:.1f} s, peak RSS {p['peak_rss_mib']:,.0f} MiB, "
+                      f"PSS {p['peak_pss_mib']:,.0f} MiB)"
                       f"  ceiling {c['rows_per_s']:>10,.0f} rows/s ({c['seconds']:.2f} s)", flush=True)
         for scenario in todo:
             results["scenarios"][scenario] = summarize(scenario, destinations_of(scenario, available), per[scenario])
@@ -552,17 +579,21 @@ def run(args, scenarios: list[str], tmp: Path, command: str) -> None:
 _UNAVAILABLE: dict[str, str] = {}
 
 
-def probe_available(dsn: str, segments: Path, tmp: Path, batch_rows: int | None) -> set[str]:
-    """Which destination types the pipeline accepts: a config with a timescaledb destination is
-    loaded and run over an empty directory of segments (nothing to replicate: it only has to start)."""
+def probe_available(dsn: str, segments: Path, tmp: Path, batch_rows: int | None) -> tuple[set[str], dict]:
+    """Which destination types the pipeline accepts, and Ray's own footprint: a config with every
+    destination type run over an empty directory of segments (nothing to replicate: Ray, the actors
+    and the destinations' connections only). A timescaledb destination the pipeline refuses is
+    reported as not available and the probe is run again without it."""
     empty = tmp / "empty-source"
     empty.mkdir(exist_ok=True)
     shutil.copy(segments / "schema.cql", empty / "schema.cql")
-    probe = measure_pipeline("timescaledb", ["timescaledb"], dsn, empty, tmp, batch_rows)
-    if "error" in probe:
-        _UNAVAILABLE["timescaledb"] = probe["error"]
-        return {"postgres", "clickhouse"}
-    return {"postgres", "clickhouse", "timescaledb"}
+    everything = ["postgres", "timescaledb", "clickhouse"]
+    probe = measure_pipeline("baseline", everything, dsn, empty, tmp, batch_rows)
+    if "error" not in probe:
+        return set(everything), probe
+    _UNAVAILABLE["timescaledb"] = probe["error"]
+    return {"postgres", "clickhouse"}, measure_pipeline("baseline", ["postgres", "clickhouse"], dsn, empty, tmp,
+                                                        batch_rows)
 
 
 def available_reason(available: set[str]) -> str:
@@ -574,7 +605,7 @@ def summarize(scenario: str, destinations: list[str], runs: dict) -> dict:
     rate, ceil = _median(pipeline, "rows_per_s"), _median(ceiling, "rows_per_s")
     return {"available": True, "destinations": destinations, "rows": pipeline[0]["rows"],
             "rows_per_s": rate, "ceiling_rows_per_s": ceil, "ratio": rate / ceil,
-            "peak_rss_mib": _median(pipeline, "peak_rss_mib"),
+            "peak_rss_mib": _median(pipeline, "peak_rss_mib"), "peak_pss_mib": _median(pipeline, "peak_pss_mib"),
             "peak_rss_mib_max": max(r["peak_rss_mib"] for r in pipeline),
             "ray_start_s": _median(pipeline, "start_s"), "runs": runs}
 
@@ -601,13 +632,14 @@ def backlog(args, dsn: str, root: Path, tmp: Path, available: set[str], scenario
 def report(results: dict, args) -> None:
     print(f"\n{results['workload']['rows']:,} row changes, {args.runs} run(s), medians; ceilings load "
           f"{results['ceiling_rows']:,} rows (the last change per key)")
-    print(f"{'scenario':12s} {'pipeline rows/s':>16s} {'ceiling rows/s':>15s} {'ratio':>6s} {'peak RSS MiB':>13s}  destinations")
+    print(f"{'scenario':12s} {'pipeline rows/s':>16s} {'ceiling rows/s':>15s} {'ratio':>6s} {'peak RSS MiB':>13s} "
+          f"{'peak PSS MiB':>13s}  destinations")
     for scenario, r in results["scenarios"].items():
         if not r.get("available"):
             print(f"{scenario:12s} {'not available':>16s}  {r.get('reason', '')[:100]}")
             continue
         print(f"{scenario:12s} {r['rows_per_s']:>16,.0f} {r['ceiling_rows_per_s']:>15,.0f} {r['ratio']:>6.2f} "
-              f"{r['peak_rss_mib']:>13,.0f}  {'+'.join(r['destinations'])}")
+              f"{r['peak_rss_mib']:>13,.0f} {r['peak_pss_mib']:>13,.0f}  {'+'.join(r['destinations'])}")
     for scenario, r in results["scenarios"].items():
         if r.get("available"):
             verdict = "meets" if r["ratio"] >= TARGET_RATIO and r["peak_rss_mib_max"] < TARGET_PEAK_MIB else "MISSES"
@@ -616,7 +648,11 @@ def report(results: dict, args) -> None:
     for scenario, r in results.get("backlog", {}).get("scenarios", {}).items():
         base = r.get("peak_rss_mib_1x")
         growth = f", {r['peak_rss_mib'] / base:.2f}x the 1x backlog's" if base else ""
-        print(f"backlog x{results['backlog']['factor']} {scenario}: peak RSS {r['peak_rss_mib']:,.0f} MiB{growth}")
+        print(f"backlog x{results['backlog']['factor']} {scenario}: peak RSS {r['peak_rss_mib']:,.0f} MiB{growth} "
+              f"(PSS {r['peak_pss_mib']:,.0f} MiB), {r['rows_per_s']:,.0f} rows/s")
+    base = results["baseline"]
+    print(f"baseline, nothing to replicate: peak RSS {base['peak_rss_mib']:,.0f} MiB, PSS {base['peak_pss_mib']:,.0f} MiB "
+          "(Ray's processes, the actors, the destinations' connections)")
     print(f"command: {results['command']}")
 
 
