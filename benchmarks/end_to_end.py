@@ -263,9 +263,8 @@ def pg_prepare(dsn: str, schema: str, inputs: list[dict]) -> None:
 
 
 def pg_copy_commands(dsn: str, schema: str, inputs: list[dict]) -> list[str]:
-    return ["psql", dsn, "-v", "ON_ERROR_STOP=1", "-q",
-            *[arg for t in inputs for arg in ("-c", f"\\copy {_qi(schema)}.{_qi(t['table'])} "
-                                                    f"FROM '{t['csv']}' WITH (FORMAT csv)")]]
+    copies = [f"\\copy {_qi(schema)}.{_qi(t['table'])} FROM '{t['csv']}' WITH (FORMAT csv)" for t in inputs]
+    return ["psql", dsn, "-v", "ON_ERROR_STOP=1", "-q", *[arg for copy in copies for arg in ("-c", copy)]]
 
 
 def pg_drop(dsn: str, *schemas: str) -> None:
