@@ -66,7 +66,7 @@ class TimescalePglite:
     @property
     def dsn(self) -> str:
         return (f"host=127.0.0.1 port={self.port} user=postgres password=postgres dbname=postgres "
-                "sslmode=disable")
+                "sslmode=disable connect_timeout=30")
 
     def log_tail(self, lines: int = 30) -> str:
         try:
