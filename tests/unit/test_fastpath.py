@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import struct
 from pathlib import Path
 from uuid import NAMESPACE_OID, UUID, uuid5
 
@@ -533,3 +535,225 @@ def test_random_bytes_decline_or_match(body):
     if len(body) > 17:  # aim at a known table sometimes
         body = body[:1] + wide.id.bytes + body[17:]
     _check_body(body, tables)
+
+
+# --- the kernel's CRC-32 ---------------------------------------------------------------------------------
+
+
+@needs_kernel
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=300), value=st.integers(0, (1 << 32) - 1), skew=st.integers(0, 7))
+def test_kernel_crc32_is_zlib_crc32(data, value, skew):
+    import zlib
+
+    assert _fastpath.crc32(data, value) == zlib.crc32(data, value)
+    # any alignment of the buffer (the 8-byte loop reads unaligned words)
+    view = memoryview(b"\0" * skew + data)[skew:]
+    assert _fastpath.crc32(view, value) == zlib.crc32(data, value)
+
+
+# --- damaged segments: the kernel's section walk against the Python loop --------------------------------------
+
+_DAMAGE_MIX = {"insert": 60, "update": 15, "ttl_insert": 5, "cell_delete": 5, "row_delete": 5,
+               "partition_delete": 5, "range_delete": 5}
+
+
+@functools.lru_cache(maxsize=1)
+def _framing_base():
+    """A plain segment of the wide table (several 64 KiB sections, kernel and Python mutations
+    interleaved), its bytes, and the (start, end) of every entry (made once per session; not a
+    fixture, so hypothesis does not print it with every example)."""
+    import tempfile
+
+    from ray_cdc.commitlog.segment import SegmentReader
+
+    out = Path(tempfile.mkdtemp(prefix="ray-cdc-framing-"))
+    workload.generate(out, rows=900, tables=[workload.wide_table()], seed=7, mix=_DAMAGE_MIX,
+                      segment_size=1 << 20, preallocate=False)
+    (path,) = sort_segments(out.glob("CommitLog-*.log"))
+    spans = [(e.start, e.position.offset) for e in SegmentReader(path, cdc_index=False).entries()]
+    assert len(spans) > 300
+    return out, path.name, path.read_bytes(), spans
+
+
+@pytest.fixture
+def framing_base():
+    return _framing_base()
+
+
+def _damage(data: bytes, spans, edits) -> bytes:
+    """Edits at entries: flip a byte anywhere in it; set a body byte and fix crc2 (a valid entry
+    whose mutation is damaged); set the size and fix crc1; zero a stretch; cut the file."""
+    import zlib
+
+    out = bytearray(data)
+    for kind, which, at, arg in edits:
+        start, end = spans[which % len(spans)]
+        if end > len(out):
+            continue  # cut off by an earlier edit
+        if kind == "flip":
+            out[start + at % (end - start)] ^= arg or 1
+        elif kind == "body":
+            body_end = end - 4
+            out[start + 8 + at % (body_end - start - 8)] = arg & 0xFF
+            crc = zlib.crc32(bytes(out[start + 8:body_end]), zlib.crc32(bytes(out[start:start + 4])))
+            out[body_end:end] = struct.pack(">I", crc)
+        elif kind == "size":
+            size = arg % (end - start + 64) - 8
+            out[start:start + 4] = struct.pack(">i", size)
+            out[start + 4:start + 8] = struct.pack(">I", zlib.crc32(bytes(out[start:start + 4])))
+        elif kind == "zero":
+            out[start:start + arg] = bytes(len(out[start:start + arg]))
+        elif kind == "cut":
+            del out[start + at % (end - start):]
+    return bytes(out)
+
+
+def _run(make_reader, paths, pure: bool, api: str, **kw):
+    """What a reader gives (batches or change sets, then the typed error if any) and its reports."""
+    import pyarrow as pa
+
+    from ray_cdc.errors import CommitLogError
+
+    os.environ["RAY_CDC_PURE_PYTHON"] = "1" if pure else "0"
+    try:
+        reader = make_reader()
+        got, error = [], None
+        try:
+            if api == "batches":
+                got.extend(reader.arrow_batches(paths, **kw))
+            else:
+                for path in paths:
+                    for s in reader.change_sets(path, **kw):
+                        got.append((s.end, s.completed, s.batches))
+        except (CommitLogError, pa.ArrowInvalid) as e:  # ArrowInvalid: invalid UTF-8 in a text value
+            error = (type(e), getattr(e, "position", None), str(e))
+    finally:
+        os.environ.pop("RAY_CDC_PURE_PYTHON", None)
+    reports = []
+    for s in reader.summaries:
+        r = s.report
+        reports.append((s.mutations, s.undecodable, s.system_mutations, r.entries, r.sections, r.last_position,
+                        r.bytes_skipped, r.stopped_at, r.end_of_data,
+                        [(type(p), p.position, str(p)) for p in r.problems]))
+    return got, error, reports, sum(s.fast_mutations for s in reader.summaries)
+
+
+def _same_sets(fast, slow) -> None:
+    assert [(end, completed) for end, completed, _ in fast] == [(end, completed) for end, completed, _ in slow]
+    for (_, _, fb), (_, _, sb) in zip(fast, slow):
+        _assert_same_batches(fb, sb)
+
+
+def _differential_damaged(directory: Path, name: str, on_error: str, api: str, start=None, **kw):
+    paths = [directory / name]
+
+    def make_reader():
+        return CommitLogReader(_registry(directory), on_error=on_error)
+
+    if start is not None:
+        kw["start"] = start
+    fast = _run(make_reader, paths, False, api, **kw)
+    slow = _run(make_reader, paths, True, api, **kw)
+    (_same_sets if api == "sets" else _assert_same_batches)(fast[0], slow[0])
+    assert fast[1:3] == slow[1:3]
+    return fast
+
+
+_DAMAGE_EDITS = st.lists(st.one_of(
+    st.tuples(st.just("flip"), st.integers(0, 10_000), st.integers(0, 1 << 16), st.integers(0, 255)),
+    st.tuples(st.just("body"), st.integers(0, 10_000), st.integers(0, 1 << 16), st.integers(0, 255)),
+    st.tuples(st.just("size"), st.integers(0, 10_000), st.just(0), st.integers(0, 1 << 16)),
+    st.tuples(st.just("zero"), st.integers(0, 10_000), st.just(0), st.integers(1, 300)),
+    st.tuples(st.just("cut"), st.integers(0, 10_000), st.integers(0, 1 << 16), st.just(0)),
+), min_size=1, max_size=3)
+
+
+@needs_kernel
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(edits=_DAMAGE_EDITS, on_error=st.sampled_from(["raise", "skip"]), api=st.sampled_from(["batches", "sets"]),
+       max_rows=st.sampled_from([65536, 37]))
+def test_damaged_segments_same_on_both_paths(edits, on_error, api, max_rows):
+    """Same batches (or change sets) before the damage, the same typed error with its position, the
+    same report (entries, problems, bytes skipped, where reading stopped) with and without the kernel."""
+    import shutil
+    import tempfile
+
+    directory, name, data, spans = _framing_base()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        shutil.copy(directory / "schema.cql", tmp / "schema.cql")
+        (tmp / name).write_bytes(_damage(data, spans, edits))
+        _differential_damaged(tmp, name, on_error, api, max_rows=max_rows)
+
+
+@needs_kernel
+@pytest.mark.parametrize("api", ["batches", "sets"])
+@pytest.mark.parametrize("on_error", ["raise", "skip"])
+@pytest.mark.parametrize("edit", [
+    ("flip", 40, 2, 0x10),  # crc1
+    ("flip", 41, 6, 0x01),  # crc1 itself
+    ("flip", 42, 30, 0x20),  # the body: crc2
+    ("flip", 43, -1, 0x80),  # crc2 itself
+    ("body", 44, 17, 0xFF),  # a valid entry whose mutation is damaged
+    ("size", 45, 0, 8 + 4),  # a size below 10 with a valid crc1
+    ("size", 46, 0, 8 + 40_000),  # runs past its section
+    ("zero", 47, 0, 8),  # size 0: the end of the data
+    ("cut", 48, 100, 0),  # the file ends inside an entry
+])
+def test_each_framing_damage_same_on_both_paths(framing_base, tmp_path, api, on_error, edit):
+    import shutil
+
+    directory, name, data, spans = framing_base
+    shutil.copy(directory / "schema.cql", tmp_path / "schema.cql")
+    (tmp_path / name).write_bytes(_damage(data, spans, [edit]))
+    got, error, reports, by_kernel = _differential_damaged(tmp_path, name, on_error, api, max_rows=50)
+    assert by_kernel > 0
+    undecodable, problems = reports[0][1], reports[0][-1]
+    assert error is not None or problems or undecodable or edit[0] == "zero", "the damage went unnoticed"
+
+
+@needs_kernel
+@pytest.mark.parametrize("api", ["batches", "sets"])
+def test_resume_inside_a_section_same_on_both_paths(framing_base, tmp_path, api):
+    """A start position in the middle of a section: entries up to it are passed over in C too."""
+    import shutil
+
+    from ray_cdc.commitlog.position import CommitLogPosition
+    from ray_cdc.commitlog.segment import parse_segment_name
+
+    directory, name, data, spans = framing_base
+    shutil.copy(directory / "schema.cql", tmp_path / "schema.cql")
+    (tmp_path / name).write_bytes(data)
+    segment_id = parse_segment_name(name)[1]
+    for which in (0, 1, 150, len(spans) // 2, len(spans) - 2):
+        start = CommitLogPosition(segment_id, spans[which][1])
+        got, error, reports, by_kernel = _differential_damaged(tmp_path, name, "raise", api, start=start,
+                                                               max_rows=100)
+        assert error is None and (by_kernel > 0 or len(spans) - which < 10)
+        assert reports[0][3] == len(spans) - which - 1  # entries after the start
+
+
+@needs_kernel
+def test_fast_runs_count_like_entries(framing_base):
+    """SegmentReader.entries(fast): runs stand for their entries in the report and positions."""
+    from ray_cdc.commitlog.arrow_batches import ArrowBatcher
+    from ray_cdc.commitlog.segment import FastRun, SegmentReader
+
+    directory, name, _, spans = framing_base
+    table = workload.wide_table()
+    builder = ArrowBatcher().builder(table)[0]
+    kernel = _fastpath.Kernel(1 << 40, 1 << 60)
+    kernel.set_plan(_fastpath.TablePlan(builder))
+    reader = SegmentReader(directory / name, cdc_index=False)
+    ends, runs = [], 0
+    for item in reader.entries(kernel.run):
+        if isinstance(item, FastRun):
+            runs += 1
+            ends.append(item.position.offset)
+        else:
+            ends.append(item.position.offset)
+    assert runs > 5 and len(ends) < len(spans)
+    assert set(ends) <= {end for _, end in spans} and ends == sorted(ends) and ends[-1] == spans[-1][1]
+    assert reader.report.entries == len(spans) and reader.report.last_position.offset == spans[-1][1]
+    assert len(builder) > 0 and builder.store is not None and len(builder.store) == len(builder)
