@@ -17,7 +17,7 @@ import ray
 from ray_cdc.config.models import ClickHouseDestination as ClickHouseConfig
 from ray_cdc.config.models import Config, SchemaConfig, SourceConfig
 from ray_cdc.config.models import PostgresDestination as PostgresConfig
-from ray_cdc.errors import ConfigError
+from ray_cdc.config.models import TimescaleDestination as TimescaleConfig
 from ray_cdc.pipeline.distributed import NodeSource, RayRunSummary, replicate_available_on_ray
 from ray_cdc.pipeline.writing import RetryPolicy
 
@@ -80,8 +80,13 @@ class DestinationFactory:
     dsn: str
     schema: str | None = None
     database: str | None = None
+    timescale: TimescaleConfig | None = None  # the hypertable settings of a timescaledb destination
 
     def __call__(self):
+        if self.kind == "timescaledb":
+            from ray_cdc.destinations.timescaledb import build_timescaledb_destination
+
+            return build_timescaledb_destination(self.name, self.timescale, dsn=self.dsn)
         if self.kind == "clickhouse":
             from ray_cdc.destinations.clickhouse import ClickHouseDestination
 
@@ -133,16 +138,14 @@ def dead_letter_factory(config: Config) -> DeadLetterFactory:
 def destination_factories(config: Config, servers: EmbeddedServers) -> dict[str, DestinationFactory]:
     factories = {}
     for name, dest in config.destinations.items():
-        if dest.type == "timescaledb":
-            raise ConfigError(f"destinations.{name}: the timescaledb destination is not available yet "
-                              "(use type: postgres for now)")
         if isinstance(dest, ClickHouseConfig):
             factories[name] = DestinationFactory(name, "clickhouse", dest.dsn.get_secret_value(),
                                                  database=dest.database)
-        elif isinstance(dest, PostgresConfig):
+        elif isinstance(dest, PostgresConfig):  # TimescaleConfig included: it extends PostgresConfig
             embedded = dest.embedded_dir
             dsn = servers.dsn(embedded) if embedded is not None else dest.dsn.get_secret_value()
-            factories[name] = DestinationFactory(name, "postgres", dsn, schema=dest.db_schema)
+            timescale = dest if isinstance(dest, TimescaleConfig) else None
+            factories[name] = DestinationFactory(name, dest.type, dsn, schema=dest.db_schema, timescale=timescale)
     return factories
 
 
