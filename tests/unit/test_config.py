@@ -64,8 +64,9 @@ def test_example_config_loads_with_two_nodes_and_all_three_destinations():
     assert {type(d) for d in config.destinations.values()} == {
         PostgresDestination, TimescaleDestination, ClickHouseDestination}
     assert config.schema_source.cql_file == EXAMPLE.parent / "schema.cql"  # relative to the file
-    assert config.destinations["metrics"].time_column == {"shop.events": "event_time",
-                                                         "shop.page_views": "viewed_at"}
+    specs = config.destinations["metrics"].hypertable_specs()
+    assert {t: (s.time_column, s.chunk_interval) for t, s in specs.items()} == {
+        "shop.events": ("event_time", None), "shop.page_views": ("viewed_at", 86400)}
     assert SECRET not in repr(config) and SECRET not in json.dumps(config.redacted_dict())
 
 
