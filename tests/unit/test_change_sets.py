@@ -56,3 +56,30 @@ def test_resuming_after_a_set_end_gives_the_rest(workload):
     rows_after = sum(s.rows for s in sets[len(sets) // 2 + 1:])
     assert sum(s.rows for s in rest) == rows_after
     assert rest[-1].end == sets[-1].end and rest[-1].completed
+
+
+def _sets(monkeypatch, out, segments, pure: bool, **kw):
+    monkeypatch.setenv("RAY_CDC_PURE_PYTHON", "1" if pure else "0")
+    reader = _reader(out)
+    sets = [s for path in segments for s in reader.change_sets(path, **kw)]
+    fast = sum(s.fast_mutations for s in reader.summaries)
+    return sets, fast
+
+
+@pytest.mark.parametrize("max_rows,max_bytes", [(1, 16 << 20), (37, 16 << 20), (65536, 16 << 20), (65536, 3000)])
+def test_sets_same_with_and_without_the_kernel(monkeypatch, workload, max_rows, max_bytes):
+    """The kernel takes runs of entries at a time; the sets still close at the same entries, with the
+    same batches, as when every entry takes the Python path."""
+    from ray_cdc.commitlog.arrow_batches import fastpath
+
+    out, segments = workload
+    fast, by_kernel = _sets(monkeypatch, out, segments, False, max_rows=max_rows, max_bytes=max_bytes)
+    slow, by_python = _sets(monkeypatch, out, segments, True, max_rows=max_rows, max_bytes=max_bytes)
+    monkeypatch.delenv("RAY_CDC_PURE_PYTHON")
+    assert by_python == 0 and (by_kernel > 0 or fastpath() is None)
+    assert [(s.segment_id, s.end, s.completed, s.rows) for s in fast] == \
+        [(s.segment_id, s.end, s.completed, s.rows) for s in slow]
+    for a, b in zip(fast, slow):
+        assert [t.qualified_name for t, _ in a.batches] == [t.qualified_name for t, _ in b.batches]
+        for (_, x), (_, y) in zip(a.batches, b.batches):
+            assert x.equals(y)
