@@ -13,7 +13,9 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ray_cdc.schema.model import ColumnSchema
 
@@ -123,3 +125,44 @@ def range_bounds(prefix_start: bytes | None, start_inclusive: bool, prefix_end: 
     lo = b"" if prefix_start is None else (prefix_start if start_inclusive else prefix_start + AFTER)
     hi = AFTER if prefix_end is None else (prefix_end + AFTER if end_inclusive else prefix_end)
     return lo, hi
+
+
+# --- the same keys, a column at a time (the write path's `_ck`) -----------------------------------------
+
+#: integer-like clustering types -> (Arrow storage to read, big-endian unsigned width, bias), as above
+_BIASED: dict[str, tuple[pa.DataType, int, int]] = {
+    "tinyint": (pa.int8(), 1, 1 << 7), "smallint": (pa.int16(), 2, 1 << 15), "int": (pa.int32(), 4, 1 << 31),
+    "bigint": (pa.int64(), 8, 1 << 63), "counter": (pa.int64(), 8, 1 << 63), "time": (pa.int64(), 8, 0),
+    "timestamp": (pa.int64(), 8, 1 << 63), "date": (pa.int32(), 4, 1 << 31),
+}
+
+
+def _biased_component(column: ColumnSchema, array: pa.Array) -> pa.Array:
+    storage, width, bias = _BIASED[column.type.name]
+    values = pc.fill_null(array.cast(storage), 0).to_numpy(zero_copy_only=False)
+    # adding the bias modulo 2^(8 * width) flips the sign bit: negative values sort first
+    unsigned = (values.astype(np.int64).astype(np.uint64) + np.uint64(bias)).astype(f">u{width}")
+    n = len(array)
+    cells = np.empty((n, 1 + width), dtype=np.uint8)
+    cells[:, 0] = TAG[0]
+    cells[:, 1:] = unsigned.view(np.uint8).reshape(n, width)
+    if column.reversed:
+        cells = 255 - cells
+    validity = None
+    if array.null_count:
+        validity = pa.py_buffer(np.packbits(array.is_valid().to_numpy(zero_copy_only=False), bitorder="little"))
+    offsets = np.arange(n + 1, dtype=np.int32) * (1 + width)
+    return pa.Array.from_buffers(pa.binary(), n, [validity, pa.py_buffer(offsets), pa.py_buffer(cells)],
+                                 null_count=array.null_count)
+
+
+def _python_component(column: ColumnSchema, array: pa.Array) -> pa.Array:
+    encode = component_encoder(column)
+    return pa.array([None if v is None else encode(v) for v in _python_values(column, array)], pa.binary())
+
+
+def order_key_array(columns: tuple[ColumnSchema, ...], arrays: list[pa.Array]) -> pa.Array:
+    """`order_keys` of whole rows as one Arrow binary array (null where a component is null)."""
+    parts = [(_biased_component if c.type.name in _BIASED else _python_component)(c, a)
+             for c, a in zip(columns, arrays)]
+    return pc.binary_join_element_wise(*parts, pa.scalar(b"", pa.binary()))

@@ -1,7 +1,9 @@
 """PostgresDestination: Arrow batches -> binary COPY into TEMP staging tables -> one merge transaction.
 
-`write` stages the batch (staging.py), then in ONE transaction: COPY into the staging tables, keep and
-apply tombstones, upsert with per-column last-writer-wins (merge.py), upsert the offsets. Anything
+`write` = `prepare` (staging.py: the batch -> binary COPY payloads, no connection, so a transform
+stage may run it on another core) + `write_prepared`: in ONE transaction, COPY into the staging
+tables, keep and apply tombstones, upsert with per-column last-writer-wins (merge.py), upsert the
+offsets. Anything
 failing before COMMIT leaves neither data nor offsets. Rows PostgreSQL refuses as bad data are found
 (values.py refuses the ones it can see coming; a COPY that fails on data is bisected inside
 savepoints) and returned in `WriteResult.rejected`; the rest of the batch is applied.
@@ -14,11 +16,12 @@ view; the state table keeps them.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 from psycopg.conninfo import conninfo_to_dict
 
 from ray_cdc.destinations.base import Capabilities, WriteResult
@@ -31,6 +34,7 @@ from ray_cdc.schema.model import TableSchema
 
 log = logging.getLogger(__name__)
 
+TEMP_BUFFERS = "64MB"
 _STAGE_TABLE = {"writes": "rows", "static": "static", "partitions": "partitions",
                 "row_deletes": "row_deletes", "ranges": "ranges"}
 _TOMBSTONE_KINDS = {"partitions": "partitions", "row_deletes": "rows", "ranges": "ranges"}
@@ -67,6 +71,10 @@ class PostgresDestination:
             self._drop_connection()
             try:
                 self._conn = psycopg.connect(self._dsn, connect_timeout=self._connect_timeout)
+                # the staging tables live in this session's local buffers: a 64k-row batch outgrows
+                # the 8 MB default and would go through the OS on every COPY and merge
+                self._conn.execute(f"SET temp_buffers = '{TEMP_BUFFERS}'")
+                self._conn.commit()
             except psycopg.Error as exc:
                 raise self._fail(exc, "connect") from None
         return self._conn
@@ -108,11 +116,15 @@ class PostgresDestination:
 
             def create(cur):
                 cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (table.qualified_name,))
-                for stmt in table_ddl(names):
+                for stmt in self.table_ddl(names):
                     cur.execute(stmt)
             self._run(f"create tables of {table.qualified_name}", create)
             self._tables[table] = names
         return names
+
+    def table_ddl(self, names: TableNames) -> list[str]:
+        """The statements creating one Cassandra table's tables and views (subclasses may add to them)."""
+        return table_ddl(names)
 
     def _ensure_stages(self, cur, names: TableNames) -> merge.StageNames:
         stages = merge.stage_names(names)
@@ -124,9 +136,18 @@ class PostgresDestination:
 
     # --- writing -----------------------------------------------------------------------------------
 
+    def prepare(self, table: TableSchema, batch: pa.RecordBatch) -> Prepared:
+        """The connection-free half of `write`: type mapping, COPY payloads, rows refused up front."""
+        return prepare_batch(names_for(table, self._schema), batch)
+
     def write(self, table: TableSchema, batch: pa.RecordBatch, offsets: list[Offset]) -> WriteResult:
+        return self.write_prepared(self.prepare(table, batch), offsets)
+
+    def write_prepared(self, prepared: Prepared, offsets: list[Offset]) -> WriteResult:
+        """COPY a prepared batch into the staging tables, merge it and upsert `offsets`, in ONE transaction."""
+        table = prepared.names.table
         names = self.ensure_table(table)
-        staged = stage_batch(names, batch)
+        staged = prepared.staged
         rejected = dict(staged.problems)
         conn = self._connection()
         try:
@@ -135,34 +156,34 @@ class PostgresDestination:
                 for key, stage in staged.stages().items():
                     target = getattr(stages, _STAGE_TABLE[key])
                     self._copy_isolating(conn, cur, target, stage, rejected)
-                self._merge(cur, names, stages, staged, rejected)
-                self._save_offsets(cur, batch, offsets)
+                self._merge(conn, cur, names, stages, staged)
+                self._save_offsets(cur, prepared.events, offsets)
                 if self.before_commit is not None:
                     self.before_commit(cur)
         except psycopg.Error as exc:
-            raise self._fail(exc, f"write {len(batch)} rows of {table.qualified_name}") from None
-        return WriteResult(rows=len(batch) - len(rejected), rejected=sorted(rejected.items()))
+            raise self._fail(exc, f"write {prepared.rows} rows of {table.qualified_name}") from None
+        return WriteResult(rows=prepared.rows - len(rejected), rejected=sorted(rejected.items()))
 
     def _copy_isolating(self, conn, cur, target: str, stage: Stage, rejected: dict) -> None:
         """COPY the stage; when PostgreSQL refuses a value, bisect (inside savepoints) to the bad rows."""
-        pending = [(stage.rows, stage.index)]
+        pending = [(0, len(stage))]
         while pending:
-            rows, index = pending.pop()
+            start, stop = pending.pop()
             try:
                 with conn.transaction():
-                    _copy(cur, target, stage, rows)
+                    _copy(cur, target, stage, start, stop)
             except psycopg.Error as exc:
                 if not is_bad_data(exc):
                     raise
-                if len(rows) == 1:
+                if stop - start == 1:
                     reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
-                    rejected[index[0]] = reason
+                    rejected[int(stage.index[start])] = reason
                     continue
-                mid = len(rows) // 2
-                pending += [(rows[mid:], index[mid:]), (rows[:mid], index[:mid])]
+                mid = (start + stop) // 2
+                pending += [(mid, stop), (start, mid)]
         # rows rejected here are gone from the staging table; the other stages keep theirs
 
-    def _merge(self, cur, names: TableNames, stages, staged: StagedBatch, rejected: dict) -> None:
+    def _merge(self, conn, cur, names: TableNames, stages, staged: StagedBatch) -> None:
         present = {_TOMBSTONE_KINDS[k] for k in staged.stages() if k in _TOMBSTONE_KINDS}
         for stmt in merge.keep_tombstones_sql(names, stages):
             if _uses(stmt, stages, present):
@@ -175,13 +196,28 @@ class PostgresDestination:
             kinds = {k for k, f in zip(("partitions", "rows", "ranges"), flags) if f}
         for stage, target, stage_table in ((staged.writes, names.rows, stages.rows),
                                            (staged.static, names.static, stages.static)):
-            if stage is not None and stage.rows:
-                cur.execute(merge.upsert_sql(names, target, stage_table, duplicates=stage.duplicates, kinds=kinds))
+            if stage is not None and len(stage):
+                self._upsert(conn, cur, names, target, stage_table, stage, kinds)
 
-    def _save_offsets(self, cur, batch: pa.RecordBatch, offsets: list[Offset]) -> None:
+    def _upsert(self, conn, cur, names: TableNames, target, stage_table: str, stage: Stage, kinds: set) -> None:
+        """Keys the state table does not have yet go in with a plain INSERT (no speculative insertion,
+        which costs a third of the merge); a batch touching existing keys, or racing another session
+        for a new one (unique violation, rolled back to the savepoint), takes the upsert."""
+        def upsert(on_conflict: bool) -> str:
+            return merge.upsert_sql(names, target, stage_table, duplicates=stage.duplicates, kinds=kinds,
+                                    on_conflict=on_conflict)
+        if not cur.execute(merge.any_key_exists_sql(target, stage_table)).fetchone()[0]:
+            try:
+                with conn.transaction():
+                    cur.execute(upsert(False))
+                return
+            except psycopg.errors.UniqueViolation:
+                pass
+        cur.execute(upsert(True))
+
+    def _save_offsets(self, cur, events: dict[int, int], offsets: list[Offset]) -> None:
         if not offsets:
             return
-        events = Counter(batch.column("_segment_id").to_pylist())
         cur.executemany(merge.OFFSETS_UPSERT.format(table=self._offsets_table), [
             (self.name, o.partition_id, o.node, o.segment_id, o.position, o.completed, events.get(o.segment_id, 0))
             for o in offsets])
@@ -205,12 +241,27 @@ def _uses(stmt: str, stages: merge.StageNames, present: set[str]) -> bool:
     return any(f"FROM {by_kind[k]} " in stmt for k in present)
 
 
-def _copy(cur, target: str, stage: Stage, rows: list[tuple]) -> None:
+def _copy(cur, target: str, stage: Stage, start: int, stop: int) -> None:
     columns = ", ".join(qi(c) for c in stage.columns)
     with cur.copy(f"COPY {target} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
-        copy.set_types(stage.types)
-        for row in rows:
-            copy.write_row(row)
+        for chunk in stage.payload.chunks(start, stop):
+            copy.write(chunk)
+
+
+@dataclass
+class Prepared:
+    """A batch ready to COPY (picklable: it can be prepared in another process)."""
+
+    names: TableNames
+    staged: StagedBatch
+    rows: int
+    events: dict[int, int]  # row changes per segment id (the offsets' event counts)
+
+
+def prepare_batch(names: TableNames, batch: pa.RecordBatch) -> Prepared:
+    counts = pc.value_counts(batch.column("_segment_id"))
+    events = dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist()))
+    return Prepared(names, stage_batch(names, batch), len(batch), events)
 
 
 def _secrets_of(dsn: str) -> list[str]:

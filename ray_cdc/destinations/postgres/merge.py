@@ -205,8 +205,10 @@ def _tomb(names: TableNames, target: Target, kinds: set[str]) -> tuple[str, str]
     return " ".join(joins), f"GREATEST({', '.join(parts)})"
 
 
-def upsert_sql(names: TableNames, target: Target, stage: str, *, duplicates: bool, kinds: set[str]) -> str:
-    """`kinds`: the tombstone tables that hold anything (the others need no lookup)."""
+def upsert_sql(names: TableNames, target: Target, stage: str, *, duplicates: bool, kinds: set[str],
+               on_conflict: bool = True) -> str:
+    """`kinds`: the tombstone tables that hold anything (the others need no lookup). Without
+    `on_conflict`, a plain INSERT: for batches whose keys are all new (see `any_key_exists_sql`)."""
     joins, tomb = _tomb(names, target, kinds)
     checked = f"SELECT c.*, {tomb} AS tomb FROM ({_coalesced(target, stage, duplicates)}) AS c {joins}"
     keys = _names(target.keys)
@@ -239,8 +241,16 @@ def upsert_sql(names: TableNames, target: Target, stage: str, *, duplicates: boo
              "_wt = GREATEST(s._wt, EXCLUDED._wt)"]
     if target.has_ck:
         sets.append("_ck = EXCLUDED._ck")
-    return (f"INSERT INTO {target.qstate} AS s ({insert_cols}) SELECT {select} FROM ({checked}) AS w "
-            f"ON CONFLICT ({keys}) DO UPDATE SET {', '.join(sets)}")
+    insert = f"INSERT INTO {target.qstate} AS s ({insert_cols}) SELECT {select} FROM ({checked}) AS w"
+    return f"{insert} ON CONFLICT ({keys}) DO UPDATE SET {', '.join(sets)}" if on_conflict else insert
+
+
+def any_key_exists_sql(target: Target, stage: str) -> str:
+    """Does any staged key exist in the state table? One primary-key probe per staged row: the LATERAL
+    ... LIMIT 1 keeps the planner from hashing the whole state table."""
+    probe = " AND ".join(f"s.{qi(c.name)} = {cast_sql(c.type, 'w.' + qi(c.name))}" for c in target.keys)
+    return (f"SELECT EXISTS (SELECT 1 FROM {stage} AS w, "
+            f"LATERAL (SELECT 1 FROM {target.qstate} AS s WHERE {probe} LIMIT 1) AS x)")
 
 
 def _ts_array_from(target: Target) -> str:

@@ -1,8 +1,10 @@
-"""A batch -> the rows COPY puts in each staging table (see merge.py for their layout).
+"""A batch -> the COPY payload of each staging table (see merge.py for their layout), with no
+connection: this is the CPU-heavy half of a write, and can run anywhere.
 
 Rows are split by `_op`: writes (insert/update) of clustering rows, writes of static rows (clustering
 columns null), row deletes, partition deletes, range deletes. Every staged row keeps its index in the
-batch, so a rejected one is reported by it.
+batch, so a rejected one is reported by it. Values are encoded a column at a time (fields.py) into
+binary COPY tuples (copy_binary.py).
 """
 
 from __future__ import annotations
@@ -15,19 +17,26 @@ import pyarrow.compute as pc
 
 from ray_cdc.commitlog.arrow_batches import cells_column
 from ray_cdc.destinations.postgres import cells
-from ray_cdc.destinations.postgres.ckey import order_keys, range_bounds
+from ray_cdc.destinations.postgres.ckey import order_key_array, order_keys, range_bounds
+from ray_cdc.destinations.postgres.copy_binary import Field, Payload, bytes_field, fixed_field, payload, var_field
 from ray_cdc.destinations.postgres.ddl import TableNames, Target
-from ray_cdc.destinations.postgres.values import RowProblems, column_values, stage_type
+from ray_cdc.destinations.postgres.fields import dumped_field, encode_column
+from ray_cdc.destinations.postgres.values import RowProblems, stage_type
 from ray_cdc.schema.model import ColumnSchema
+
+_PG_EPOCH_S = 946_684_800  # 2000-01-01 in s since 1970
 
 
 @dataclass
 class Stage:
     columns: list[str]
     types: list[str]
-    rows: list[tuple] = field(default_factory=list)
-    index: list[int] = field(default_factory=list)  # batch row of each staged row
+    payload: Payload  # one binary COPY tuple per staged row
+    index: np.ndarray  # batch row of each staged row
     duplicates: bool = False  # some key appears more than once (the merge must coalesce)
+
+    def __len__(self) -> int:
+        return len(self.index)
 
 
 @dataclass
@@ -40,11 +49,15 @@ class StagedBatch:
     problems: RowProblems = field(default_factory=RowProblems)
 
     def stages(self) -> dict[str, Stage]:
-        return {k: v for k, v in vars(self).items() if isinstance(v, Stage) and v.rows}
+        return {k: v for k, v in vars(self).items() if isinstance(v, Stage) and len(v)}
 
 
-def _ops(batch: pa.RecordBatch) -> np.ndarray:
-    return np.asarray(batch.column("_op").to_pylist(), dtype=object)
+def _ops(batch: pa.RecordBatch) -> pa.Array:
+    return batch.column("_op")
+
+
+def _is(ops: pa.Array, *values: str) -> np.ndarray:
+    return pc.is_in(ops, pa.array(values, ops.type)).to_numpy(zero_copy_only=False)
 
 
 def _present_masks(batch: pa.RecordBatch, values: tuple[ColumnSchema, ...]) -> np.ndarray:
@@ -63,18 +76,13 @@ def _present_masks(batch: pa.RecordBatch, values: tuple[ColumnSchema, ...]) -> n
     bit_of = np.array([bits_by_name.get(name, 0) for name in names], dtype=np.int64)
     bits = bit_of[dictionary.indices.to_numpy(zero_copy_only=False)]
     offsets = present.offsets.to_numpy()
-    rows = np.repeat(np.arange(n), np.diff(offsets))
-    np.bitwise_or.at(masks, rows, bits)
+    starts, sizes = offsets[:-1] - offsets[0], np.diff(offsets)
+    # reduceat ORs bits[starts[i]:starts[i + 1]]; it reads one element for an empty row (reset below),
+    # and cannot take the starts of the trailing empty rows (== len(bits)), which stay 0
+    inside = int(np.searchsorted(starts, len(bits)))
+    masks[:inside] = np.bitwise_or.reduceat(bits, starts[:inside])
+    masks[sizes == 0] = 0
     return masks
-
-
-def _convert(batch: pa.RecordBatch, columns, problems: RowProblems, rows: np.ndarray) -> list[list]:
-    sub = batch.take(pa.array(rows, pa.int64()))
-    out = []
-    for c in columns:
-        converted = column_values(c.type, sub.column(c.name), c.name, _Shift(problems, rows))
-        out.append(converted)
-    return out
 
 
 class _Shift(RowProblems):
@@ -88,25 +96,60 @@ class _Shift(RowProblems):
         self._problems.add(int(self._rows[row]), column, reason)
 
 
+def _encode(sub: pa.RecordBatch, columns, problems: RowProblems) -> list[tuple[str, str, Field]]:
+    return [(c.name, stage_type(c.type), encode_column(c.type, sub.column(c.name), c.name, problems))
+            for c in columns]
+
+
+def _stage(fields: list[tuple[str, str, Field]], rows: np.ndarray) -> Stage:
+    types = {name: t for name, t, _ in fields}
+    columns, encoded = payload([name for name, _, _ in fields], [f for _, _, f in fields], len(rows))
+    return Stage(columns, [types[c] for c in columns], encoded, rows)
+
+
+def _rows_of(batch: pa.RecordBatch, rows: np.ndarray, columns: list[str]) -> pa.RecordBatch:
+    sub = batch.select(columns)
+    return sub if len(rows) == len(batch) else sub.take(pa.array(rows, pa.int64()))  # rows ascend
+
+
+def _int_field(values: np.ndarray, dtype: str) -> Field:
+    return fixed_field(np.asarray(values).astype(dtype))
+
+
+def _bigint(array: pa.Array) -> Field:
+    valid = array.is_valid().to_numpy(zero_copy_only=False) if array.null_count else None
+    return fixed_field(pc.fill_null(array, 0).to_numpy(zero_copy_only=False).astype(">i8"), valid)
+
+
+def _timestamptz_seconds(array: pa.Array) -> Field:
+    """`_expires_at` (s since 1970; Cassandra keeps it in 32 bits, always in range) -> timestamptz."""
+    seconds = pc.fill_null(array.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
+    valid = array.is_valid().to_numpy(zero_copy_only=False) if array.null_count else None
+    return fixed_field(((seconds - _PG_EPOCH_S) * 1_000_000).astype(">i8"), valid)
+
+
 def _write_stage(batch, target: Target, rows: np.ndarray, masks, problems, *, with_ck: bool) -> Stage:
     keys, values = target.keys, target.values
-    converted = _convert(batch, keys + values, problems, rows)
-    sub = batch.take(pa.array(rows, pa.int64()))
-    ck = order_keys(target.keys[len(target.keys) - len(_ck_cols(target)):],
-                    [sub.column(c.name) for c in _ck_cols(target)]) if target.has_ck else None
-    wt = sub.column("_writetime").to_pylist()
-    ins = [op == "insert" for op in sub.column("_op").to_pylist()]
-    expires = sub.column("_expires_at").to_pylist()
-    mask = masks[rows].tolist()
-    meta = [wt, mask, ins, expires, rows.tolist()]
     complex_columns = [c for c in values if c.is_complex]  # element-wise state (cells.py)
-    states = [cells.stage_states(c, sub.column(cells_column(c.name))) for c in complex_columns]
-    columns = [c.name for c in keys + values] + [cells_column(c.name) for c in complex_columns] + \
-        (["_ck"] if with_ck else []) + ["_wt", "_mask", "_ins", "_expires_at", "_seq"]
-    types = [stage_type(c.type) for c in keys + values] + ["jsonb"] * len(complex_columns) + \
-        (["bytea"] if with_ck else []) + ["bigint", "bigint", "boolean", "timestamptz", "integer"]
-    parts = converted + states + ([ck if ck is not None else [None] * len(rows)] if with_ck else []) + meta
-    stage = Stage(columns, types, list(zip(*parts)), rows.tolist())
+    sub = _rows_of(batch, rows, [c.name for c in keys + values] + [cells_column(c.name) for c in complex_columns]
+                   + ["_op", "_writetime", "_expires_at"])
+    shifted = _Shift(problems, rows)
+    fields = _encode(sub, keys + values, shifted)
+    fields += [(cells_column(c.name), "jsonb",
+                dumped_field(cells.stage_states(c, sub.column(cells_column(c.name))), c.name, shifted))
+               for c in complex_columns]
+    if with_ck:
+        ck_cols = _ck_cols(target)
+        keyed = order_key_array(ck_cols, [sub.column(c.name) for c in ck_cols]) if target.has_ck else \
+            pa.nulls(len(rows), pa.binary())
+        fields.append(("_ck", "bytea", var_field(keyed)))
+    fields += [("_wt", "bigint", _bigint(sub.column("_writetime"))),
+               ("_mask", "bigint", _int_field(masks[rows], ">i8")),
+               ("_ins", "boolean", _int_field(pc.equal(sub.column("_op"), "insert").to_numpy(zero_copy_only=False),
+                                              "u1")),
+               ("_expires_at", "timestamptz", _timestamptz_seconds(sub.column("_expires_at"))),
+               ("_seq", "integer", _int_field(rows, ">i4"))]
+    stage = _stage(fields, rows)
     stage.duplicates = _has_duplicates(sub, keys)
     return stage
 
@@ -127,19 +170,17 @@ def _has_duplicates(sub: pa.RecordBatch, keys) -> bool:
 
 
 def _delete_stage(batch, columns, rows: np.ndarray, problems) -> Stage:
-    converted = _convert(batch, columns, problems, rows)
-    wt = batch.column("_writetime").take(pa.array(rows, pa.int64())).to_pylist()
-    return Stage([c.name for c in columns] + ["deleted_at"],
-                 [stage_type(c.type) for c in columns] + ["bigint"],
-                 list(zip(*converted, wt)), rows.tolist())
+    sub = _rows_of(batch, rows, [c.name for c in columns] + ["_writetime"])
+    fields = _encode(sub, columns, _Shift(problems, rows))
+    return _stage(fields + [("deleted_at", "bigint", _bigint(sub.column("_writetime")))], rows)
 
 
 def _range_stage(batch, names: TableNames, rows: np.ndarray, problems) -> Stage:
     table = names.table
     pk = table.partition_key
-    converted = _convert(batch, pk, problems, rows)
-    ranges = batch.column("_range").take(pa.array(rows, pa.int64()))
-    wt = batch.column("_writetime").take(pa.array(rows, pa.int64())).to_pylist()
+    sub = _rows_of(batch, rows, [c.name for c in pk] + ["_range", "_writetime"])
+    fields = _encode(sub, pk, _Shift(problems, rows))
+    ranges = sub.column("_range")
     bounds = []
     for side in ("start", "end"):
         struct = ranges.field(side)
@@ -149,20 +190,21 @@ def _range_stage(batch, names: TableNames, rows: np.ndarray, problems) -> Stage:
     incl_s = ranges.field("start_inclusive").to_pylist()
     incl_e = ranges.field("end_inclusive").to_pylist()
     lo_hi = [range_bounds(s, si, e, ei) for s, si, e, ei in zip(bounds[0], incl_s, bounds[1], incl_e)]
-    rows_out = [(*keys, lo, hi, t) for keys, (lo, hi), t in zip(zip(*converted), lo_hi, wt)]
-    return Stage([c.name for c in pk] + ["lo", "hi", "deleted_at"],
-                 [stage_type(c.type) for c in pk] + ["bytea", "bytea", "bigint"], rows_out, rows.tolist())
+    fields += [("lo", "bytea", bytes_field([lo for lo, _ in lo_hi])),
+               ("hi", "bytea", bytes_field([hi for _, hi in lo_hi])),
+               ("deleted_at", "bigint", _bigint(sub.column("_writetime")))]
+    return _stage(fields, rows)
 
 
 def stage_batch(names: TableNames, batch: pa.RecordBatch) -> StagedBatch:
     table = names.table
     ops = _ops(batch)
     out = StagedBatch()
-    is_write = (ops == "insert") | (ops == "update")
+    is_write = _is(ops, "insert", "update")
     static_rows = np.zeros(len(batch), dtype=bool)
     if names.static is not None:
         first_ck = batch.column(table.clustering[0].name)
-        static_rows = is_write & np.asarray(first_ck.is_null().to_pylist(), dtype=bool)
+        static_rows = is_write & first_ck.is_null().to_numpy(zero_copy_only=False)
     problems = out.problems
     rows_idx = np.flatnonzero(is_write & ~static_rows)
     if len(rows_idx):
@@ -172,15 +214,15 @@ def stage_batch(names: TableNames, batch: pa.RecordBatch) -> StagedBatch:
     if len(static_idx):
         out.static = _write_stage(batch, names.static, static_idx, _present_masks(batch, names.static.values),
                                   problems, with_ck=False)
-    pd_idx = np.flatnonzero(ops == "partition_delete")
+    pd_idx = np.flatnonzero(_is(ops, "partition_delete"))
     if len(pd_idx):
         out.partitions = _delete_stage(batch, table.partition_key, pd_idx, problems)
-    rd_idx = np.flatnonzero(ops == "delete")
+    rd_idx = np.flatnonzero(_is(ops, "delete"))
     if len(rd_idx) and table.clustering:
         out.row_deletes = _delete_stage(batch, table.partition_key + table.clustering, rd_idx, problems)
     elif len(rd_idx):  # a row delete in a table without clustering deletes its only row: the partition
         out.partitions = _merge_stages(out.partitions, _delete_stage(batch, table.partition_key, rd_idx, problems))
-    rg_idx = np.flatnonzero(ops == "range_delete")
+    rg_idx = np.flatnonzero(_is(ops, "range_delete"))
     if len(rg_idx):
         out.ranges = _range_stage(batch, names, rg_idx, problems)
     _drop_problem_rows(out)
@@ -190,13 +232,15 @@ def stage_batch(names: TableNames, batch: pa.RecordBatch) -> StagedBatch:
 def _merge_stages(a: Stage | None, b: Stage) -> Stage:
     if a is None:
         return b
-    return Stage(a.columns, a.types, a.rows + b.rows, a.index + b.index)
+    return Stage(a.columns, a.types, Payload(pa.concat_arrays([a.payload.rows, b.payload.rows])),
+                 np.concatenate([a.index, b.index]))
 
 
 def _drop_problem_rows(out: StagedBatch) -> None:
     if not out.problems:
         return
+    bad = np.fromiter(out.problems.keys(), dtype=np.int64)
     for stage in out.stages().values():
-        keep = [i for i, row in enumerate(stage.index) if row not in out.problems]
-        stage.rows = [stage.rows[i] for i in keep]
-        stage.index = [stage.index[i] for i in keep]
+        keep = np.flatnonzero(~np.isin(stage.index, bad))
+        stage.payload = stage.payload.take(keep)
+        stage.index = stage.index[keep]
