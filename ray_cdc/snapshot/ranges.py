@@ -176,14 +176,22 @@ def plan_ranges(todo: Sequence[TokenRange], ring: Sequence[TokenRange], settings
     density = _unwrapped(estimates) if estimates else None
     whole = [TokenRange(MIN_TOKEN, MAX_TOKEN)]
     target = sum(weight(r, density) for r in whole) / count
+    cuts = sorted({t for a, b, _ in density for t in (a, b)}) if density else []
     pieces = []
     for interval in sorted(todo):
-        for owned in _intersect(interval, ring):
+        for owned in (p for o in _intersect(interval, ring) for p in _cut(o, cuts)):
             w = weight(owned, density)
             parts = max(1, round(w / target)) if target > 0 else 1
             parts = max(parts, math.ceil(owned.width / MAX_WIDTH))
             pieces += [(p, w / parts) for p in owned.split(parts)]
     return _merge(pieces, target)
+
+
+def _cut(r: TokenRange, cuts: list[int]) -> list[TokenRange]:
+    """`r` cut at every estimate boundary inside it: the density is uniform within each piece."""
+    inside = [t for t in cuts if r.start < t < r.end]
+    bounds = [r.start, *inside, r.end]
+    return [TokenRange(a, b, r.replicas) for a, b in zip(bounds, bounds[1:])]
 
 
 def _intersect(interval: TokenRange, ring: Sequence[TokenRange]) -> list[TokenRange]:

@@ -64,8 +64,8 @@ class CassandraSource:
     request_timeout: float = 60.0
     connect_timeout: float = 10.0
 
-    def connect(self):
-        """(cluster, session) whose result rows arrive as raw pages (`protocol.RawRowsHandler`)."""
+    def connect(self, *, raw: bool = True):
+        """(cluster, session); with `raw`, result rows arrive as raw pages (`protocol.RawRowsHandler`)."""
         from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
         from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 
@@ -78,7 +78,8 @@ class CassandraSource:
         last = None
         for version in versions:
             profile = ExecutionProfile(load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
-                                       request_timeout=self.request_timeout, row_factory=passthrough_rows)
+                                       request_timeout=self.request_timeout,
+                                       **({"row_factory": passthrough_rows} if raw else {}))
             kwargs = {"port": self.port, "connect_timeout": self.connect_timeout, "auth_provider": auth,
                       "execution_profiles": {EXEC_PROFILE_DEFAULT: profile}}
             if version:
@@ -90,7 +91,8 @@ class CassandraSource:
                 cluster.shutdown()
                 last = exc
                 continue
-            session.client_protocol_handler = RawRowsHandler
+            if raw:
+                session.client_protocol_handler = RawRowsHandler
             return cluster, session
         where = ", ".join(f"{h}:{self.port}" for h in self.contact_points)
         text = f"{type(last).__name__}: {last}"
@@ -111,6 +113,19 @@ def _consistency(name: str) -> int:
 
 def _now_us() -> int:
     return time.time_ns() // 1000
+
+
+@dataclass(frozen=True)
+class RangeReaderFactory:
+    """Builds a RangeReader inside a reader actor (its own session, schemas shipped as values)."""
+
+    source: CassandraSource
+    tables: dict
+
+    def __call__(self) -> RangeReader:
+        _, session = self.source.connect()
+        return RangeReader(session, self.tables, consistency=self.source.consistency,
+                           fetch_size=self.source.fetch_size)
 
 
 class RangeReader:
@@ -145,7 +160,7 @@ class RangeReader:
         read_id = -(secrets.randbits(62) + 1)  # this read's rows: a token no other batch can have
         pending: list[pa.RecordBatch] = []
         pending_rows = 0
-        emitted = boundary = task.resume
+        emitted = boundary = self.tokens_done = task.resume
         sent = self._clock()  # R of the page: taken before the request leaves (rows.py)
         future = self._request(bound, None)
         while True:
