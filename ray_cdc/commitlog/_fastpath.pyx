@@ -376,6 +376,8 @@ cdef struct Col:
     Buf valid  # validity bitmap
     Py_ssize_t nulls
     Py_ssize_t width  # >= 0: FIXED mode, every value exactly `width` bytes (nulls zero-filled); -1: VAR
+    # FIXED mode keeps data.cap >= row_cap * width (put() writes there unchecked): grow_rows and
+    # clear() (back to FIXED after a batch in VAR mode) make sure of it
     Py_ssize_t type_width  # the column type's fixed width, -1 when it has none: the mode clear() resets to
 
 
@@ -495,7 +497,9 @@ cdef class ColumnStore:
             c.nulls = 0
             c.width = c.type_width
             c.data.len = 0
-            if c.width < 0:
+            if c.width >= 0:
+                buf_reserve(&c.data, self.row_cap * c.width + 8)  # rows may have grown while in VAR mode
+            else:
                 buf_reserve(&c.offs, (self.row_cap + 1) * 8)
                 (<int64_t*>c.offs.p)[0] = 0
         memset(self.wt_valid.p, 0, bits)

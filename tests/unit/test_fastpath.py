@@ -909,3 +909,30 @@ def test_store_holds_the_builder_rows_across_batches():
                 slow.add_update(update, SEG, POS)
         assert slow.nbytes == nbytes
         assert batch.equals(slow.finish())
+
+
+@needs_kernel
+def test_column_back_to_fixed_after_a_batch_in_var_mode():
+    """A clustering column in VAR mode (empty values) through a batch that grows its row capacity
+    with little value data, then, after finish(), FIXED again for a batch of as many kernel rows."""
+    wide = workload.wide_table()
+    bodies = _wide_bodies(1200)
+    empty = ([b"\0" * 8], [b""], "partition_delete", 5, None, None, SEG, POS, ())
+    steps = [("row", empty)] * 1000 + [("body", b) for b in bodies[:200]]
+    fast, slow, _ = _both_builders(steps)
+    _assert_same_finished(fast, slow)
+    builder = TableBatchBuilder(wide)
+    kernel = _fastpath.Kernel(1 << 40, 1 << 60)
+    kernel.set_plan(_fastpath.TablePlan(builder))
+    for _ in range(1000):
+        builder._meta_row(*empty)
+    assert kernel.add(bodies[0], SEG, POS) == 1 and builder.store.width(1) == -1  # ck: VAR mode
+    builder.finish()
+    assert builder.store.width(1) == 4
+    for body in bodies[200:1200]:
+        assert kernel.add(body, SEG, POS) == 1
+    slow = TableBatchBuilder(wide)
+    for body in bodies[200:1200]:
+        for update in MutationDecoder({wide.id: wide}.get).decode(body).updates:
+            slow.add_update(update, SEG, POS)
+    _assert_same_finished(_finished({wide.id: builder}), _finished({wide.id: slow}))
