@@ -203,7 +203,7 @@ class LegacySegmentReader:
                     break
                 body, base, pos, logical = section
                 if body is not None and logical > skip_until:
-                    yield from self._entries(body, base, skip_until, limit)
+                    yield from self._entries(body, base, skip_until, limit, cut=self.codec is None and pos > len(data))
                 if self.codec is None and pos > len(data):
                     # the copy was cut inside this section (2.1 pre-allocates whole files, so a
                     # shorter file is a truncated copy): what was whole is delivered, then the cut
@@ -258,13 +258,14 @@ class LegacySegmentReader:
 
     # --- entries ---------------------------------------------------------------------------------------
 
-    def _entries(self, body: bytes, base: int, skip_until: int, limit: int) -> Iterator[LegacyEntry]:
+    def _entries(self, body: bytes, base: int, skip_until: int, limit: int, cut: bool) -> Iterator[LegacyEntry]:
+        """`cut`: the file ends inside this section (its bytes are what the file has)."""
         off, n, sid = 0, len(body), self.header.segment_id
         while off < n:
             if n - off < 8:
-                if body[off:].strip(b"\0"):
-                    self._damage(TruncatedSegmentError("section ends inside an entry header", path=self.path,
-                                                       position=base + off), n - off)
+                if body[off:].strip(b"\0") or cut:
+                    self._damage(TruncatedSegmentError(f"{'file' if cut else 'section'} ends inside an entry header",
+                                                       path=self.path, position=base + off), n - off, fatal=cut)
                 return
             size, crc1 = _MARKER.unpack_from(body, off)
             if size == 0:
@@ -278,9 +279,10 @@ class LegacySegmentReader:
             if size < MIN_ENTRY_SIZE or end > n:
                 if base + end > limit:
                     raise _Stop  # not durable yet
-                self._damage(TruncatedSegmentError(f"the entry of {size} bytes runs past the end of its section "
+                where = "the file" if cut and end > n else "its section"
+                self._damage(TruncatedSegmentError(f"the entry of {size} bytes runs past the end of {where} "
                                                    f"({n - off} bytes left)", path=self.path, position=base + off),
-                             n - off)
+                             n - off, fatal=cut)
                 return
             if base + end > limit:
                 raise _Stop
