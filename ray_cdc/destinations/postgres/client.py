@@ -74,6 +74,9 @@ class PostgresDestination:
                 # the staging tables live in this session's local buffers: a 64k-row batch outgrows
                 # the 8 MB default and would go through the OS on every COPY and merge
                 self._conn.execute(f"SET temp_buffers = '{TEMP_BUFFERS}'")
+                # the merge's statements are short: compiling them (JIT kicks in on cost estimates
+                # of large batches) would cost more than running them
+                self._conn.execute("SET jit = off")
                 self._conn.commit()
             except psycopg.Error as exc:
                 raise self._fail(exc, "connect") from None

@@ -200,8 +200,11 @@ def _tomb(names: TableNames, target: Target, kinds: set[str]) -> tuple[str, str]
         joins.append(f"LEFT JOIN {names.q('__deleted_rows')} AS r ON {_eq(target.keys, 'r', 'c')}")
         parts.append("r.deleted_at")
     if target.has_ck and "ranges" in kinds:
-        parts.append(f"(SELECT max(g.deleted_at) FROM {names.q('__deleted_ranges')} AS g "
-                     f"WHERE {_eq(pk, 'g', 'c')} AND c._ck >= g.lo AND c._ck < g.hi)")
+        # a LATERAL join, not a scalar subquery: the planner would inline that into every use of
+        # `tomb` (two per column) and run it as many times per row
+        joins.append(f"LEFT JOIN LATERAL (SELECT max(g.deleted_at) AS deleted_at FROM {names.q('__deleted_ranges')} "
+                     f"AS g WHERE {_eq(pk, 'g', 'c')} AND c._ck >= g.lo AND c._ck < g.hi) AS g ON true")
+        parts.append("g.deleted_at")
     return " ".join(joins), f"GREATEST({', '.join(parts)})"
 
 
