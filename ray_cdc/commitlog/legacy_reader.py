@@ -45,8 +45,13 @@ from ray_cdc.errors import MutationDecodeError, UnknownTableError, ValueCodecErr
 from ray_cdc.schema.registry import SchemaRegistry
 from ray_cdc.schema.system_schema import system_table_id
 
-__all__ = ["LegacyCommitLogReader", "is_legacy_segment", "legacy_changes", "legacy_arrow_batches",
-           "legacy_change_sets"]
+__all__ = [
+    "LegacyCommitLogReader",
+    "is_legacy_segment",
+    "legacy_arrow_batches",
+    "legacy_change_sets",
+    "legacy_changes",
+]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +87,9 @@ class LegacySegmentSummary:
     system_mutations: int = 0  # table updates of Cassandra's own tables, skipped
     unknown_tables: Counter = field(default_factory=Counter)
     undecodable: int = 0
+    # the fields reader.SegmentSummary also has, so both kinds can share one summaries list
+    schema_changes: list = field(default_factory=list)  # 2.x schema changes are not followed from the log
+    fast_mutations: int = 0  # no compiled kernel for 2.x
 
 
 class LegacyCommitLogReader:

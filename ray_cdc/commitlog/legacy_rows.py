@@ -32,9 +32,9 @@ from ray_cdc.commitlog.legacy_mutation import (
     RANGE_TOMBSTONE_MASK,
     Composite,
     LegacyCell,
-    parse_composite,
     LegacyRange,
     LegacyUpdate,
+    parse_composite,
 )
 from ray_cdc.commitlog.mutation_model import (
     CELL_IS_DELETED,
@@ -67,7 +67,7 @@ class LegacyShapeError(ValueError):
 class _RowParts:
     """Everything one mutation writes to one CQL row (or the static row)."""
 
-    __slots__ = ("marker", "simple", "complex", "deletion")
+    __slots__ = ("complex", "deletion", "marker", "simple")
 
     def __init__(self):
         self.marker: Liveness | None = None

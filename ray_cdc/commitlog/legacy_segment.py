@@ -89,6 +89,7 @@ class LegacyReadReport:
     sections: int = 0
     last_position: CommitLogPosition | None = None
     bytes_skipped: int = 0
+    stopped_at: int | None = None  # logical offset where damage ended reading early
     problems: list[CommitLogError] = field(default_factory=list)
     end_of_data: bool = False  # reached the written end (zero or stale marker, end of file, limit)
     completed: bool | None = None  # no _cdc.idx before 3.8: set by the caller's own knowledge
@@ -303,6 +304,8 @@ class LegacySegmentReader:
 
     def _damage(self, error: CommitLogError, skipped: int, fatal: bool = False) -> None:
         self.report.problems.append(error)
+        if fatal or self.on_error == "raise":
+            self.report.stopped_at = error.position
         if self.on_error == "raise":
             raise error
         self.report.bytes_skipped += skipped
