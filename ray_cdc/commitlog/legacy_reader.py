@@ -104,7 +104,7 @@ class LegacyCommitLogReader:
     # --- public API -----------------------------------------------------------------------------------
 
     def mutations(self, path, *, start: CommitLogPosition | None = None) -> Iterator[LegacyDecodedMutation]:
-        for _, decoded in self._steps(path, start):
+        for _, decoded in self.steps(path, start):
             if decoded is not None:
                 yield decoded
 
@@ -134,7 +134,7 @@ class LegacyCommitLogReader:
         batcher = ArrowBatcher(max_rows=max_rows, max_bytes=max_bytes)
         segment_id = parse_segment_name(str(path))[1]
         last, closed = start, None
-        for position, decoded in self._steps(path, start):
+        for position, decoded in self.steps(path, start):
             full = list(batcher.add(decoded)) if decoded is not None else []
             if closed is not None:
                 yield closed
@@ -143,7 +143,7 @@ class LegacyCommitLogReader:
             if full:
                 closed = ChangeSet(segment_id, position, [*full, *batcher.flush()])
         report = self.summaries[-1].report
-        completed = bool(self._archived and report.end_of_data and not report.problems)
+        completed = bool(report.completed and report.end_of_data and not report.problems)
         if closed is not None:
             closed.completed = completed
             yield closed
@@ -153,10 +153,12 @@ class LegacyCommitLogReader:
 
     # --- internals ------------------------------------------------------------------------------------
 
-    def _steps(self, path, start) -> Iterator[tuple[CommitLogPosition, LegacyDecodedMutation | None]]:
-        """Each entry's position, with its decoded mutation (None: nothing of a known user table)."""
+    def steps(self, path, start=None) -> Iterator[tuple[CommitLogPosition, LegacyDecodedMutation | None]]:
+        """Each entry's position, with its decoded mutation (None: nothing of a known user table);
+        the hook for CommitLogReader._segment_steps. The segment's summary is appended first."""
         path = str(path)
         segment = LegacySegmentReader(path, start=start, on_error=self._on_error)
+        segment.report.completed = True if self._archived else None  # see the module doc
         summary = LegacySegmentSummary(path, segment.report)
         self.summaries.append(summary)
         at = parse_segment_name(path)[1] * 1000  # segment ids are epoch millis: the schema of that time

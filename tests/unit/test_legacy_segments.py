@@ -145,6 +145,9 @@ def test_change_sets_close_at_entry_boundaries_and_resume(segment, registry):
     assert ends == sorted(ends) and ends[-1] == BATCH_END and len(sets) > 2
     assert [s.completed for s in sets] == [False] * (len(sets) - 1) + [True]
     assert sum(s.rows for s in sets) == 14
+    # a segment still being written (a live commitlog directory, not the archive) is never completed
+    live = list(LegacyCommitLogReader(registry, archived=False).change_sets(segment))
+    assert [s.completed for s in live] == [False] and live[-1].end.offset == BATCH_END
     resumed = list(legacy_change_sets(segment, registry, start=CommitLogPosition(SEGMENT_ID, 123362)))
     assert sum(s.rows for s in resumed) == 4 and resumed[-1].end.offset == BATCH_END  # t2 x2, the batch x2
     after_all = list(legacy_change_sets(segment, registry, start=CommitLogPosition(SEGMENT_ID, BATCH_END)))
