@@ -355,9 +355,9 @@ def test_bad_rows_are_rejected_the_rest_lands(destination):
     assert sorted(k[1] for k in live(destination, t)) == [0, 1, 2, 4, 5]
 
 
-def test_rows_postgres_refuses_are_isolated_by_bisection(destination):
-    """A decimal PostgreSQL's numeric cannot hold: only the COPY finds it (psycopg refuses to dump it),
-    so the batch is bisected inside savepoints down to the two bad rows."""
+def test_decimals_numeric_cannot_hold_are_rejected_alone(destination):
+    """A decimal PostgreSQL's numeric cannot hold: psycopg refuses to encode it while the batch is
+    prepared, so only its two rows are rejected and the rest lands with the offsets."""
     from decimal import Decimal
 
     from ray_cdc.schema.model import ColumnKind, ColumnSchema, TableSchema
@@ -457,3 +457,129 @@ def test_collection_elements_merge_per_element(destination):
     # a later overwrite replaces everything older, whatever order the pieces arrive in
     apply(destination, t, bag().update({}, {"l": [7]}, timestamp=BASE + 100), bag().append_to({}, "l", [8], BASE + 90))
     assert fetch_state(destination, t)[(1,)]["l"] == [7]
+
+
+# --- what the user-facing view shows -------------------------------------------------------------------
+
+
+def view_rows(dest, view: str, columns: str) -> list[tuple]:
+    with psycopg.connect(dest._dsn) as conn:
+        return conn.execute(f'SELECT {columns} FROM "{dest.name}"."{view}" ORDER BY 1, 2').fetchall()
+
+
+def test_row_alive_only_through_expiring_elements_leaves_the_view(destination):
+    """Cassandra returns no row once the only cells keeping it alive (collection elements with a TTL)
+    have expired; a row marker (INSERT) or a non-expiring cell keeps it."""
+    import time as _time
+
+    t = _collections_table()
+    now = int(_time.time())
+    apply(destination, t,
+          MutationBuilder(t, {"id": 1}).append_to({}, "s", {"soon"}, BASE + 10, ttl=2, now=now),
+          MutationBuilder(t, {"id": 2}).insert({}, {}, timestamp=BASE + 10),
+          MutationBuilder(t, {"id": 2}).append_to({}, "s", {"soon"}, BASE + 20, ttl=2, now=now),
+          MutationBuilder(t, {"id": 3}).append_to({}, "s", {"soon"}, BASE + 10, ttl=2, now=now),
+          MutationBuilder(t, {"id": 3}).append_to({}, "l", [5], BASE + 10))
+    with psycopg.connect(destination._dsn) as conn:
+        before = conn.execute(f'SELECT id, s FROM "{destination.name}"."bags" ORDER BY id').fetchall()
+    assert before == [(1, ["soon"]), (2, ["soon"]), (3, ["soon"])]
+    _time.sleep(max(0.0, now + 3 - _time.time()))  # the elements expire at now + 2 (whole seconds)
+    with psycopg.connect(destination._dsn) as conn:
+        after = conn.execute(f'SELECT id, s, l FROM "{destination.name}"."bags" ORDER BY id').fetchall()
+    assert after == [(2, None, None), (3, None, [5])]
+    assert set(fetch_state(destination, t)) == {(1,), (2,), (3,)}  # the state keeps them (late writes)
+
+
+def _static_table():
+    from ray_cdc.schema.model import ColumnKind, ColumnSchema, TableSchema
+    from ray_cdc.schema.types import parse_cql_type as t
+
+    return TableSchema("handmade", "with_statics", uuid.uuid4(), (
+        ColumnSchema("id", t("int"), ColumnKind.PARTITION_KEY),
+        ColumnSchema("ck", t("int"), ColumnKind.CLUSTERING, 0),
+        ColumnSchema("st", t("text"), ColumnKind.STATIC),
+        ColumnSchema("v", t("text"), ColumnKind.REGULAR)))
+
+
+def test_partition_with_only_static_cells_is_one_row_in_the_view(destination):
+    """Cassandra's SELECT returns a partition that has static cells and no live row as one row with the
+    clustering (and regular) columns null; once a row lives, only the rows show."""
+    t = _static_table()
+
+    def part(pk):
+        return MutationBuilder(t, {"id": pk})
+
+    apply(destination, t, part(1).static({"st": "only static"}, timestamp=BASE + 10),
+          part(2).static({"st": "with rows"}, timestamp=BASE + 10),
+          part(2).insert({"ck": 1}, {"v": "a"}, timestamp=BASE + 10),
+          part(3).insert({"ck": 1}, {"v": "b"}, timestamp=BASE + 10))
+    assert view_rows(destination, "with_statics", "id, ck, v") == [(1, None, None), (2, 1, "a"), (3, 1, "b")]
+    assert view_rows(destination, "with_statics__statics", "id, st") == [(1, "only static"), (2, "with rows")]
+    # the partition's only row deleted: the static cells alone make it one row again
+    apply(destination, t, part(2).delete_row({"ck": 1}, timestamp=BASE + 20))
+    assert view_rows(destination, "with_statics", "id, ck, v") == [(1, None, None), (2, None, None), (3, 1, "b")]
+    # a partition delete removes the static cells too: nothing left of partition 1
+    apply(destination, t, part(1).delete_partition(timestamp=BASE + 30))
+    assert view_rows(destination, "with_statics", "id, ck, v") == [(2, None, None), (3, 1, "b")]
+
+
+# --- the write path: prepare / write_prepared, the plain-INSERT path, payload encoding -------------------
+
+
+def test_prepare_is_connection_free_and_write_prepared_applies_it(postgres_server):
+    """`prepare` needs no server (it runs with a DSN that points nowhere), survives pickling (another
+    process may run it), and `write_prepared` applies it like `write`."""
+    import pickle
+
+    t = _table()
+    decoded = [DecodedMutation(CommitLogPosition(7, 10 * i), mb(t, i).insert({"a": i, "b": "p"}, {"x": f"v{i}"},
+                                                                                timestamp=BASE).mutation())
+               for i in range(50)]
+    (tbl, batch), = list(arrow_batches(decoded))
+    nowhere = PostgresDestination("postgresql://nobody@127.0.0.1:1/none", schema="unused")
+    prepared = pickle.loads(pickle.dumps(nowhere.prepare(tbl, batch)))
+    schema = "t_" + uuid.uuid4().hex[:10]
+    dest = PostgresDestination(postgres_server.dsn, name=schema, schema=schema)
+    dest.open()
+    try:
+        prepared = dest.prepare(tbl, batch)
+        result = dest.write_prepared(pickle.loads(pickle.dumps(prepared)), [Offset("n", 7, 500)])
+        assert result.rows == 50 and not result.rejected
+        assert len(live(dest, t)) == 50
+        assert dest.committed_offsets()["n/7"].position == 500
+    finally:
+        dest.close()
+
+
+def test_new_keys_and_existing_keys_in_one_batch(destination):
+    """The plain-INSERT path is taken only when no staged key exists: a batch mixing new and existing
+    keys (and a duplicate inside the batch) goes through the upsert and still merges per column."""
+    t = _table()
+    apply(destination, t, mb(t).insert({"a": 1, "b": "p"}, {"x": "old", "y": 1}, timestamp=BASE + 10))
+    builders = [mb(t).update({"a": 1, "b": "p"}, {"y": 2}, timestamp=BASE + 20),
+                mb(t).insert({"a": 2, "b": "p"}, {"x": "new"}, timestamp=BASE + 20),
+                mb(t).update({"a": 2, "b": "p"}, {"y": 9}, timestamp=BASE + 15)]
+    decoded = [DecodedMutation(CommitLogPosition(1, 10 * i), b.mutation()) for i, b in enumerate(builders)]
+    (tbl, batch), = list(arrow_batches(decoded))
+    assert not destination.write(tbl, batch, []).rejected
+    assert live(destination, t) == {(1, 1, "p"): ("old", 2), (1, 2, "p"): ("new", 9)}
+
+
+def test_values_postgresql_refuses_in_copy_are_bisected(destination):
+    """A NUL inside a frozen list's text is valid for Arrow and psycopg, but jsonb refuses "\\u0000": only
+    the server's COPY finds it, so the batch is bisected inside savepoints down to those rows."""
+    from ray_cdc.schema.model import ColumnKind, ColumnSchema, TableSchema
+    from ray_cdc.schema.types import parse_cql_type as t
+
+    table = TableSchema("handmade", "frozen_lists", uuid.uuid4(), (
+        ColumnSchema("id", t("int"), ColumnKind.PARTITION_KEY),
+        ColumnSchema("v", t("frozen<list<text>>"), ColumnKind.REGULAR)))
+    builders = [MutationBuilder(table, {"id": i}).insert({}, {"v": ["a\x00b" if i in (3, 11) else f"ok{i}"]},
+                                                         timestamp=BASE) for i in range(16)]
+    decoded = [DecodedMutation(CommitLogPosition(1, 10 * i), b.mutation()) for i, b in enumerate(builders)]
+    (tbl, batch), = list(arrow_batches(decoded))
+    result = destination.write(tbl, batch, [])
+    assert [i for i, _ in result.rejected] == [3, 11], result.rejected
+    assert all("UntranslatableCharacter" in reason or "jsonb" in reason.lower() or "unicode" in reason.lower()
+               for _, reason in result.rejected), result.rejected
+    assert sorted(k[0] for k in fetch_state(destination, table)) == [i for i in range(16) if i not in (3, 11)]

@@ -118,21 +118,62 @@ def _state_ddl(t: Target) -> list[str]:
         f"_live boolean GENERATED ALWAYS AS ({live}) STORED",
         f"PRIMARY KEY ({', '.join(keys)})",
     ]
-    shown = ", ".join(keys + [
-        f"{cells.view_sql(qi(t.schema), c, qi(c.name), qi(cells.state_column(c)))} AS {qi(c.name)}"
-        if c.is_complex else qi(c.name) for c in t.values])
-    view = f"{qi(t.schema)}.{qi(t.view)}"
-    stmts = [
-        f"CREATE TABLE IF NOT EXISTS {t.qstate} ({', '.join(cols)})",
-        (f"CREATE OR REPLACE VIEW {view} AS SELECT {shown}, _wt AS _writetime, _expires_at FROM {t.qstate} "
-         "WHERE _live AND (_expires_at IS NULL OR _expires_at > now())"),
-    ]
+    stmts = [f"CREATE TABLE IF NOT EXISTS {t.qstate} ({', '.join(cols)})"]
     # No index on (partition key, _ck): range tombstones find a partition's rows through the primary
     # key's prefix and filter on _ck; a second index would cost every insert about 40% more.
     for c in t.values:
         if c.type.name == "time":
             stmts.append(f"COMMENT ON COLUMN {t.qstate}.{qi(c.name)} IS 'CQL time: nanoseconds since midnight'")
     return stmts
+
+
+def shown_sql(t: Target, alias: str) -> list[str]:
+    """The view's user columns of state rows `alias`: non-frozen collections without expired elements."""
+    from ray_cdc.destinations.postgres import cells
+
+    out = [f"{alias}.{qi(c.name)}" for c in t.keys]
+    for c in t.values:
+        if c.is_complex:
+            view = cells.view_sql(qi(t.schema), c, f"{alias}.{qi(c.name)}", f"{alias}.{qi(cells.state_column(c))}")
+            out.append(f"{view} AS {qi(c.name)}")
+        else:
+            out.append(f"{alias}.{qi(c.name)}")
+    return out
+
+
+def visible_sql(t: Target, alias: str) -> str:
+    """Whether Cassandra would return state row `alias` now: live, unexpired, and, when it has
+    non-frozen collections, kept alive by something other than elements that have all expired since
+    (the stored `_live` counts those columns as long as they hold any element)."""
+    from ray_cdc.destinations.postgres import cells
+
+    out = f"{alias}._live AND ({alias}._expires_at IS NULL OR {alias}._expires_at > now())"
+    expiring = complex_values(t)
+    if expiring:
+        alive = [f"{alias}._row_ts > {alias}._row_del"]
+        alive += [f"{alias}.{qi(c.name)} IS NOT NULL" for c in t.values if not c.is_complex]
+        alive += [f"{cells.view_sql(qi(t.schema), c, f'{alias}.{qi(c.name)}', f'{alias}.{qi(cells.state_column(c))}')}"
+                  " IS NOT NULL" for c in expiring]
+        out += f" AND ({' OR '.join(alive)})"
+    return out
+
+
+def view_ddl(names: TableNames, t: Target) -> str:
+    """The user-facing view of a target. For the rows of a table with static columns, a partition that
+    has live static cells and no live row shows as one row with the clustering and regular columns
+    NULL, as Cassandra's SELECT returns it."""
+    view = f"{qi(t.schema)}.{qi(t.view)}"
+    select = (f"SELECT {', '.join(shown_sql(t, 's'))}, s._wt AS _writetime, s._expires_at "
+              f"FROM {t.qstate} AS s WHERE {visible_sql(t, 's')}")
+    static = names.static
+    if t is names.rows and static is not None:
+        pk = names.table.partition_key
+        nulls = [f"NULL::{pg_type(c.type)} AS {qi(c.name)}" for c in names.table.clustering + t.values]
+        same_partition = " AND ".join(f"x.{qi(c.name)} = p.{qi(c.name)}" for c in pk)
+        select += (f" UNION ALL SELECT {', '.join(f'p.{qi(c.name)}' for c in pk)}, {', '.join(nulls)}, "
+                   f"p._wt AS _writetime, p._expires_at FROM {static.qstate} AS p WHERE {visible_sql(static, 'p')} "
+                   f"AND NOT EXISTS (SELECT 1 FROM {t.qstate} AS x WHERE {same_partition} AND {visible_sql(t, 'x')})")
+    return f"CREATE OR REPLACE VIEW {view} AS {select}"
 
 
 def table_ddl(names: TableNames) -> list[str]:
@@ -148,9 +189,10 @@ def table_ddl(names: TableNames) -> list[str]:
         from ray_cdc.destinations.postgres import cells
 
         stmts += cells.function_ddl(qi(names.schema), names.schema)
-    stmts += _state_ddl(names.rows)
-    if names.static is not None:
-        stmts += _state_ddl(names.static)
+    targets = [names.rows] + ([names.static] if names.static is not None else [])
+    for t in targets:
+        stmts += _state_ddl(t)
+    stmts += [view_ddl(names, t) for t in targets]
     stmts.append(f"CREATE TABLE IF NOT EXISTS {names.q('__deleted_partitions')} "
                  f"({', '.join(pk)}, deleted_at bigint NOT NULL, PRIMARY KEY ({pk_names}))")
     if table.clustering:
