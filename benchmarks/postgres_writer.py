@@ -29,21 +29,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import psycopg  # noqa: E402
-import pyarrow as pa  # noqa: E402
-import pyarrow.compute as pc  # noqa: E402
-import pyarrow.csv as pacsv  # noqa: E402
-from psycopg.conninfo import make_conninfo  # noqa: E402
+import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+from psycopg.conninfo import make_conninfo
 
-from ray_cdc.commitlog.reader import CommitLogReader, sort_segments  # noqa: E402
-from ray_cdc.commitlog.workload import generate  # noqa: E402
-from ray_cdc.commitlog.workload_tables import wide_table  # noqa: E402
-from ray_cdc.destinations.postgres import PostgresDestination  # noqa: E402
-from ray_cdc.destinations.postgres.ddl import pg_type, qi  # noqa: E402
-from ray_cdc.offsets import Offset  # noqa: E402
-from ray_cdc.schema.cql import load_cql_schema  # noqa: E402
-from ray_cdc.schema.registry import SchemaRegistry  # noqa: E402
-from tests.services.postgres import DEBIAN_BIN, PostgresServer  # noqa: E402
+from ray_cdc.commitlog.reader import CommitLogReader, sort_segments
+from ray_cdc.commitlog.workload import generate
+from ray_cdc.commitlog.workload_tables import wide_table
+from ray_cdc.destinations.postgres import PostgresDestination
+from ray_cdc.destinations.postgres.ddl import pg_type, qi
+from ray_cdc.offsets import Offset
+from ray_cdc.schema.cql import load_cql_schema
+from ray_cdc.schema.registry import SchemaRegistry
+from tests.services.postgres import DEBIAN_BIN, PostgresServer
 
 
 def workload(out: Path, rows: int, mix: dict | None):

@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
-import psycopg
 from psycopg.adapt import PyFormat, Transformer
 
 from ray_cdc.destinations.postgres.copy_binary import Field, bytes_field, fixed_field, var_field

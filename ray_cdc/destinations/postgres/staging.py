@@ -18,7 +18,14 @@ import pyarrow.compute as pc
 from ray_cdc.commitlog.arrow_batches import cells_column
 from ray_cdc.destinations.postgres import cells
 from ray_cdc.destinations.postgres.ckey import order_key_array, order_keys, range_bounds
-from ray_cdc.destinations.postgres.copy_binary import Field, Payload, bytes_field, fixed_field, payload, var_field
+from ray_cdc.destinations.postgres.copy_binary import (
+    Field,
+    Payload,
+    bytes_field,
+    fixed_field,
+    payload,
+    var_field,
+)
 from ray_cdc.destinations.postgres.ddl import TableNames, Target
 from ray_cdc.destinations.postgres.fields import dumped_field, encode_column
 from ray_cdc.destinations.postgres.values import RowProblems, stage_type
