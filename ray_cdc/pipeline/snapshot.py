@@ -216,10 +216,22 @@ def _run(tasks: deque, factory, writers, offsets, settings: SnapshotConfig, summ
             done_tokens += task.range.width - task.resume
             if on_range is not None:
                 on_range(result, readers)
-        live = ray.get([readers[r].progress.remote() for r, _ in busy.values() if r in readers])
+        live = _progress([readers[r] for r, _ in busy.values() if r in readers])
         meter.update(rows=base_rows + sum(p["rows"] for p in live),
                      ranges_done=ranges_done, tokens_done=done_tokens + sum(p["tokens"] for p in live))
     summary.rows = base_rows
+
+
+def _progress(actors) -> list[dict]:
+    """What the busy readers report; a reader that just died reports nothing (the wait above deals
+    with it on the next turn)."""
+    out = []
+    for ref in [a.progress.remote() for a in actors]:
+        try:
+            out.append(ray.get(ref))
+        except ray.exceptions.RayActorError:
+            continue
+    return out
 
 
 __all__ = ["SnapshotSummary", "TokenRange", "plan_tasks", "snapshot_on_ray"]

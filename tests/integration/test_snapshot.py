@@ -7,6 +7,7 @@ by column (values normalized per CQL type: each side has its own Python forms).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import threading
 import time
@@ -220,7 +221,9 @@ class Destinations:
 
     def factories(self) -> dict:
         dsn, pg, chdb = self.dsn, self.pg_name, str(self.chdb_dir)
-        return {"pg": _PgFactory(dsn, pg), "ch": _ChFactory(chdb)}
+        # partials of the package's classes: the Ray workers import them (this module they cannot)
+        return {"pg": functools.partial(PostgresDestination, dsn, name="pg", schema=pg),
+                "ch": functools.partial(ClickHouseDestination, f"chdb://{chdb}", name="ch", database="default")}
 
     def committed(self) -> dict:
         pg = PostgresDestination(self.dsn, name="pg", schema=self.pg_name)
@@ -237,22 +240,6 @@ class Destinations:
         finally:
             ch.close()
         return out
-
-
-class _PgFactory:
-    def __init__(self, dsn, schema):
-        self.dsn, self.schema = dsn, schema
-
-    def __call__(self):
-        return PostgresDestination(self.dsn, name="pg", schema=self.schema)
-
-
-class _ChFactory:
-    def __init__(self, directory):
-        self.directory = directory
-
-    def __call__(self):
-        return ClickHouseDestination(f"chdb://{self.directory}", name="ch", database="default")
 
 
 def table_of(session, ks: str, name: str = "many"):
@@ -330,9 +317,9 @@ def test_restart_continues_from_recorded_ranges(local_ray, cassandra_node, sessi
         read_from = r["start"] + r["resume"]
         for a, b in done_both:
             assert not (read_from < b and a < r["end"]), (r, (a, b))
-    assert second.planned[table.qualified_name] < first.planned[table.qualified_name] + len(first.ranges)
-    assert second.rows < first.rows + second.rows and second.rows < 300 * 3 + 200
-    check_all(session, table, dests)
+    total = check_all(session, table, dests)
+    assert 0 < second.rows < total  # the second run read only what the first had not finished
+    assert sum(r["end"] - r["start"] - r["resume"] for r in second.ranges) < 2**64 - sum(b - a for a, b in done_both)
 
 
 # --- (3) writes during the snapshot, then applied as CDC-like changes ----------------------------------
