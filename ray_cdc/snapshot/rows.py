@@ -319,8 +319,10 @@ class _Page:
 def _ints(raw: list, dtype: str, native) -> np.ndarray:
     """Big-endian fixed-width values; nulls as 0 (only read where the column's value is valid)."""
     width = np.dtype(dtype).itemsize
-    zero = b"\0" * width
-    return np.frombuffer(b"".join(zero if v is None else v for v in raw), dtype=dtype).astype(native)
+    if None in raw:  # nulls as zeros (list.__contains__ is a C loop: the common all-set case stays in C)
+        zero = b"\0" * width
+        raw = [zero if v is None else v for v in raw]
+    return np.frombuffer(b"".join(raw), dtype=dtype).astype(native)
 
 
 def _present_array(valid: np.ndarray, names: list[str]) -> pa.Array:
