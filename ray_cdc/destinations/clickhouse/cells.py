@@ -174,8 +174,16 @@ def merged_column(column: ColumnSchema, current, changes, cur_idx: np.ndarray, c
     return stored, ts, exp, alive, texts, expiries
 
 
+def empty_maps(n: int, typ: pa.MapType) -> pa.Array:
+    """`n` empty maps of `typ` (what a row without non-frozen collections stores)."""
+    return pa.MapArray.from_arrays(pa.array(np.zeros(n + 1, dtype=np.int32)), pa.array([], typ.key_type),
+                                   pa.array([], typ.item_type), type=typ)
+
+
 def meta_columns(names: list[str], texts: list[list], expiries: list[list], n: int) -> tuple[pa.Array, pa.Array]:
     """`_cells` and `_cells_exp` of each key from the per-column lists of `merged_column`."""
+    if not names:
+        return empty_maps(n, STATE_TYPE), empty_maps(n, EXPIRY_TYPE)
     states, exps = [], []
     for k in range(n):
         states.append([(name, col[k]) for name, col in zip(names, texts) if col[k] is not None])

@@ -14,7 +14,8 @@ Scalars are Nullable; Arrays, Maps and Tuples cannot be in ClickHouse, so an abs
 empty (Cassandra itself does not tell an empty collection from a null one).
 
 Every replicated table also has the bookkeeping columns of the merge (see `merge.py`):
-`_ts` (column -> writetime of the cell it holds, '_row' for the row marker), `_exp` (column -> expiry,
+`_ts` (column -> writetime of the cell it holds, '_row' for the row marker; only the writetimes other
+than `_version`, -1 for a column without a cell), `_exp` (column -> expiry,
 seconds), `_deleted_at` (the row's newest tombstone, µs, 0 = none), `_version` (ReplacingMergeTree
 version: max of the writetimes and previous version + 1), `_is_deleted`, `_expires_at` (0 = never),
 `_cells` and `_cells_exp` (element state and element expiries of non-frozen collections and UDTs:
@@ -206,6 +207,13 @@ def _unexpired(c: ColumnSchema) -> str:
 
 def _sql_string(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def scratch_statements(table: TableSchema, keys_table: str, parts_table: str) -> list[str]:
+    """The Memory tables a writer fills with a batch's keys to read their stored rows (`store.py`)."""
+    pk = [f"{quote(c.name)} {ch_type(c.type, nullable=False)}" for c in table.partition_key]
+    return [f"CREATE TABLE IF NOT EXISTS {keys_table} ({', '.join(_key_defs(table))}) ENGINE = Memory",
+            f"CREATE TABLE IF NOT EXISTS {parts_table} ({', '.join(pk)}) ENGINE = Memory"]
 
 
 def table_statements(table: TableSchema) -> list[str]:

@@ -6,6 +6,11 @@ Exactly once without transactions: every insert of a batch carries the same
 (`non_replicated_deduplication_window`), so a re-sent batch is dropped by ClickHouse. Offsets are
 written after the data; a crash in between re-sends the batch, which the tokens make a no-op (and the
 merge itself is idempotent: re-applying a change to a row that has it changes nothing).
+
+`write` = `prepare` (connection-free: type mapping, rejections, the token, the rows that need no merge;
+see `prepare.py`) + `write_prepared` (upload the batch's keys, read back the stored rows and tombstones
+of those keys, merge what must be merged, one insert per table). A transform stage may run `prepare`
+elsewhere and hand the `Prepared` to the writer.
 """
 
 from __future__ import annotations
@@ -14,30 +19,25 @@ import logging
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ray_cdc.destinations.base import Capabilities, WriteResult
 from ray_cdc.destinations.clickhouse import ddl
 from ray_cdc.destinations.clickhouse.client import ClickHouseClient
-from ray_cdc.destinations.clickhouse.forms import rejections, to_stored
+from ray_cdc.destinations.clickhouse.direct import stored_keys_among
 from ray_cdc.destinations.clickhouse.merge import Merger
 from ray_cdc.destinations.clickhouse.offsets import OffsetStore
+from ray_cdc.destinations.clickhouse.prepare import Prepared, dedup_token, prepare
 from ray_cdc.destinations.clickhouse.store import TableStore
-from ray_cdc.destinations.clickhouse.tombstones import RangeTombstone, Tombstones
+from ray_cdc.destinations.clickhouse.tombstones import Tombstones
 from ray_cdc.offsets import Offset
 from ray_cdc.schema.model import TableSchema
 
 log = logging.getLogger(__name__)
 
-ROW_OPS = ("insert", "update", "delete")
+__all__ = ["ClickHouseDestination", "Prepared", "dedup_token"]
 
-
-def dedup_token(table: TableSchema, batch: pa.RecordBatch) -> str:
-    """The batch's identity by source positions: the same changes always give the same token."""
-    seg, pos = batch.column("_segment_id"), batch.column("_position")
-    first = min(zip(seg.to_pylist(), pos.to_pylist())) if batch.num_rows else (0, 0)
-    last = max(zip(seg.to_pylist(), pos.to_pylist())) if batch.num_rows else (0, 0)
-    return f"{table.id}:{first[0]}.{first[1]}-{last[0]}.{last[1]}:{batch.num_rows}"
+# every inserted block holds one row per key (merged), so ReplacingMergeTree has nothing to collapse
+_MAIN_INSERT = {"optimize_on_insert": 0}
 
 
 class ClickHouseDestination:
@@ -68,7 +68,7 @@ class ClickHouseDestination:
     def _store(self, table: TableSchema) -> TableStore:
         store = self._stores.get(table.id)
         if store is None or store.table != table:
-            store = self._stores[table.id] = TableStore(self.client, table)
+            store = self._stores[table.id] = TableStore(self.client, table, self.name)
         return store
 
     def committed_offsets(self) -> dict[str, Offset]:
@@ -76,17 +76,23 @@ class ClickHouseDestination:
 
     # --- writing -------------------------------------------------------------------------------------
 
+    @staticmethod
+    def prepare(table: TableSchema, batch: pa.RecordBatch) -> Prepared:
+        """The connection-free half of `write` (see `prepare.py`)."""
+        return prepare(table, batch)
+
     def write(self, table: TableSchema, batch: pa.RecordBatch, offsets: list[Offset]) -> WriteResult:
+        self.offsets.check_forward(offsets)  # before any work: a regression is a bug upstream
+        return self.write_prepared(prepare(table, batch), offsets)
+
+    def write_prepared(self, prepared: Prepared, offsets: list[Offset]) -> WriteResult:
         self.offsets.check_forward(offsets)  # before any data: a regression is a bug upstream
-        store = self._store(table)
-        token = dedup_token(table, batch)
-        good, rejected = _accept(table, pa.Table.from_batches([batch]))
-        if good.num_rows:
-            _apply(store, good, token)
+        if prepared.accepted:
+            _apply(self._store(prepared.table), prepared)
         # the offsets' own token names their partitions: replicas (RF > 1) send byte-identical batches,
         # whose data may be deduplicated, but each node's offset must land
         self.offsets.save(offsets, _offsets_token(offsets))
-        return WriteResult(rows=good.num_rows, rejected=rejected)
+        return WriteResult(rows=prepared.accepted, rejected=list(prepared.rejected))
 
     def live_count(self, table: TableSchema) -> int:
         """Rows of `table` that Cassandra would return now (its `__live` view)."""
@@ -103,82 +109,42 @@ def _offsets_token(offsets: list[Offset]) -> str:
     return "offsets:" + ",".join(f"{o.partition_id}@{o.position}:{int(o.completed)}" for o in offsets)
 
 
-def _accept(table: TableSchema, data: pa.Table) -> tuple[pa.Table, list[tuple[int, str]]]:
-    """The batch in stored form without the rows ClickHouse cannot hold; those with reasons."""
-    bad = np.zeros(data.num_rows, dtype=bool)
-    reasons: dict[int, str] = {}
-    for column in ddl.key_columns(table) + ddl.value_columns(table):
-        mask = rejections(data.column(column.name).combine_chunks(), column.type)
-        if mask is not None:
-            for i in np.flatnonzero(mask & ~bad):
-                reasons[int(i)] = f"{column.name}: {column.type.cql()} value outside ClickHouse's range"
-            bad |= mask
-    if bad.any():
-        data = data.filter(pa.array(~bad))
-    for column in ddl.key_columns(table) + ddl.value_columns(table):
-        index = data.schema.get_field_index(column.name)
-        data = data.set_column(index, column.name, to_stored(data.column(column.name), column.type))
-    return data, sorted(reasons.items())
-
-
-def _apply(store: TableStore, data: pa.Table, token: str) -> None:
-    table = store.table
-    key_names = [c.name for c in store.keys]
-    pk_names = [c.name for c in store.pk]
-    ops = data.column("_op")
-    rows = data.filter(pc.is_in(ops, pa.array(ROW_OPS)))
-    part_deletes = data.filter(pc.equal(ops, "partition_delete"))
-    range_deletes = data.filter(pc.equal(ops, "range_delete"))
-    deleted_partitions = _distinct(part_deletes, pk_names) | _distinct(range_deletes, pk_names)
-    touched = sorted(deleted_partitions | _distinct(rows, pk_names), key=repr)
-    tombstones = store.tombstones(touched)
-    new_partitions = _partition_rows(part_deletes, pk_names, tombstones)
-    new_ranges = _range_rows(range_deletes, table, pk_names, tombstones)
-    current = store.current(sorted(_distinct(rows, key_names), key=repr), sorted(deleted_partitions, key=repr))
-    values = ddl.value_columns(table)
-    merger = Merger(key_names, [c.name for c in values], [c for c in values if c.type.is_multicell])
-    merged = merger.merge(current, rows, tombstones.times)
+def _apply(store: TableStore, prepared: Prepared) -> None:
+    table, token = store.table, prepared.token
+    rows = prepared.rows
+    has_keys, has_partitions = rows.num_rows > 0, prepared.partition_keys.num_rows > 0
+    store.upload(rows.select(prepared.key_names), prepared.partition_keys)
+    tombstones = store.tombstones(has_keys, has_partitions)
+    tombstones.add_partition_rows(prepared.deleted_partitions, prepared.pk_names)
+    tombstones.add_range_rows(prepared.deleted_ranges, prepared.pk_names, [c.name for c in table.clustering])
+    current = store.current(has_keys, has_partitions)
+    direct, merged_rows = _split(prepared, current, tombstones)
+    parts = [direct] if direct.num_rows else []
+    if merged_rows.num_rows or current.num_rows:
+        values = ddl.value_columns(table)
+        merger = Merger(prepared.key_names, [c.name for c in values], [c for c in values if c.type.is_multicell])
+        parts.append(merger.merge(current, merged_rows, tombstones.times_of).cast(store.schema))
     # tombstones first: once they are stored, a retry recomputes the same rows from them
-    store.insert("__deleted_partitions", new_partitions, token)
-    store.insert("__deleted_ranges", new_ranges, token)
-    store.insert("", merged.cast(store.schema), token)
+    store.insert("__deleted_partitions", prepared.deleted_partitions, token)
+    store.insert("__deleted_ranges", prepared.deleted_ranges, token)
+    if parts:
+        store.insert("", pa.concat_tables(parts) if len(parts) > 1 else parts[0], token, _MAIN_INSERT)
 
 
-def _distinct(data: pa.Table, names: list[str]) -> set[tuple]:
-    if data.num_rows == 0:
-        return set()
-    return set(zip(*[data.column(n).to_pylist() for n in names]))
-
-
-def _partition_rows(deletes: pa.Table, pk_names: list[str], tombstones: Tombstones) -> pa.Table:
-    keys = deletes.select(pk_names)
-    times = deletes.column("_writetime")
-    for key, t in zip(zip(*[keys.column(n).to_pylist() for n in pk_names]), times.to_pylist()):
-        tombstones.add_partition(key, t)
-    return keys.append_column("deleted_at", times.cast(pa.int64()))
-
-
-def _range_rows(deletes: pa.Table, table: TableSchema, pk_names: list[str], tombstones: Tombstones) -> pa.Table:
-    if deletes.num_rows == 0 or not table.clustering:
-        return pa.table({})
-    ranges = deletes.column("_range").combine_chunks()
-    columns = {n: deletes.column(n) for n in pk_names}
-    for name in ("start", "end"):
-        columns[name] = _stored_bound(ranges.field(name), table)
-        columns[f"{name}_size"] = ranges.field(f"{name}_size")
-        columns[f"{name}_inclusive"] = ranges.field(f"{name}_inclusive")
-    columns["deleted_at"] = deletes.column("_writetime")
-    out = pa.table(columns)
-    names = [c.name for c in table.clustering]
-    for row in out.to_pylist():
-        pk = tuple(row[n] for n in pk_names)
-        start = tuple(row["start"][n] for n in names[:row["start_size"]])
-        end = tuple(row["end"][n] for n in names[:row["end_size"]])
-        tombstones.add_range(pk, RangeTombstone(start, row["start_inclusive"], end, row["end_inclusive"],
-                                                row["deleted_at"]))
-    return out
-
-
-def _stored_bound(bound: pa.Array, table: TableSchema) -> pa.Array:
-    children = [to_stored(bound.field(c.name), c.type) for c in table.clustering]
-    return pa.StructArray.from_arrays(children, names=[c.name for c in table.clustering])
+def _split(prepared: Prepared, current: pa.Table, tombstones: Tombstones) -> tuple[pa.Table, pa.Table]:
+    """The direct rows that stay direct (no stored row, no tombstone over their partition), and the
+    row changes to merge (every other one, in batch order)."""
+    direct, source = prepared.direct, prepared.direct_source
+    keep = ~stored_keys_among(current, direct, prepared.key_names)
+    if tombstones:
+        partitions = zip(*[direct.column(n).to_pylist() for n in prepared.pk_names])
+        keep &= np.array([pk not in tombstones.partitions and pk not in tombstones.ranges for pk in partitions],
+                         dtype=bool).reshape(-1)
+    merge = np.ones(prepared.rows.num_rows, dtype=bool)
+    merge[source[keep]] = False
+    if keep.all():
+        kept = direct
+    else:
+        kept = direct.filter(pa.array(keep))
+    changes = prepared.rows.filter(pa.array(merge)) if not merge.all() else prepared.rows
+    return kept, changes

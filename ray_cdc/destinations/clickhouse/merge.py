@@ -8,6 +8,8 @@ column by column in Arrow/numpy, and written again as a full row:
   the batch that has the column in `_present`; the newest writetime wins, ties go to the later change
   (sort by key, writetime, apply order; take the last of each key);
 - the row marker (what INSERT writes, so a row lives without any cell) is the pseudo column `_row`;
+- `_ts` holds only the writetimes that differ from the row's `_version` (-1: no cell), so the common
+  row, whose every cell was written at once, carries an empty map (cheap to insert);
 - a key's tombstone time is the max of its stored `_deleted_at`, the batch's row deletes and the
   partition/range tombstones that cover it; a cell written at or before it is dead. The tombstone
   stays in `_deleted_at`, so it keeps suppressing older writes that arrive later;
@@ -26,33 +28,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ray_cdc.destinations.clickhouse.cells import EXPIRY_COLUMN, STATE_COLUMN, merged_column, meta_columns
+from ray_cdc.destinations.clickhouse.keys import first_rows, key_ids
 
 ROW_MARKER = "_row"
+NO_CELL = -1  # a `_ts` entry: the column holds no cell (an absent entry: written at `_version`)
 TS_TYPE = pa.map_(pa.string(), pa.int64())
 EXP_TYPE = pa.map_(pa.string(), pa.uint32())
-
-
-class KeyIndex:
-    """Dense ids for primary keys (tuples of Python values), in first-seen order."""
-
-    def __init__(self):
-        self.ids: dict[tuple, int] = {}
-        self.keys: list[tuple] = []
-
-    def add(self, table: pa.Table, names: Sequence[str]) -> np.ndarray:
-        ids, keys = self.ids, self.keys
-        out = np.empty(table.num_rows, dtype=np.int64)
-        columns = [table.column(n).to_pylist() for n in names]
-        for i, key in enumerate(zip(*columns)):
-            k = ids.get(key)
-            if k is None:
-                k = ids[key] = len(keys)
-                keys.append(key)
-            out[i] = k
-        return out
-
-    def __len__(self) -> int:
-        return len(self.keys)
 
 
 def present_masks(changes: pa.Table, names: Sequence[str]) -> dict[str, np.ndarray]:
@@ -78,6 +59,14 @@ def _lookup(maps: pa.ChunkedArray | pa.Array, name: str) -> pa.Array:
     return pc.map_lookup(maps, pa.scalar(name), "first")
 
 
+def stored_writetimes(maps, name: str, version: np.ndarray) -> np.ndarray:
+    """Each stored row's writetime of column `name` (NO_CELL: none), from `_ts` and `_version`."""
+    found = _lookup(maps, name)
+    if found.null_count == len(found):
+        return version.copy()
+    return np.where(pc.is_valid(found).to_numpy(zero_copy_only=False), _ints(found), version)
+
+
 def _winners(idx: np.ndarray, ts: np.ndarray, order: np.ndarray, n_keys: int) -> np.ndarray:
     """Candidate position of the newest cell per key (-1: no candidate)."""
     winner = np.full(n_keys, -1, dtype=np.int64)
@@ -100,14 +89,13 @@ class Merger:
         self.complex = {c.name: c for c in complex_columns}  # non-frozen collections / UDTs
 
     def merge(self, current: pa.Table, changes: pa.Table,
-              tombstones: Callable[[list[tuple]], np.ndarray]) -> pa.Table:
-        index = KeyIndex()
-        cur_idx = index.add(current, self.key_names)
-        chg_idx = index.add(changes, self.key_names)
-        n = len(index)
-        tomb = self._tombstones(current, changes, cur_idx, chg_idx, n, tombstones(index.keys))
-        firsts = self._first_rows(cur_idx, chg_idx, n)
+              tombstones: Callable[[pa.Table], np.ndarray]) -> pa.Table:
+        """One row per key of `current` and `changes`; `tombstones` gives the covering partition/range
+        tombstone time of each key of a table of keys."""
+        (cur_idx, chg_idx), n = key_ids([current, changes], self.key_names)
+        firsts = first_rows(np.concatenate([cur_idx, chg_idx]), n)
         keys = pa.concat_tables([current.select(self.key_names), changes.select(self.key_names)]).take(firsts)
+        tomb = self._tombstones(current, changes, cur_idx, chg_idx, n, tombstones(keys))
         cells = _Cells(current, changes, cur_idx, chg_idx, n, tomb)
         masks = present_masks(changes, self.value_names)
         columns, texts, expiries = {}, [], []
@@ -135,13 +123,6 @@ class Merger:
         np.maximum.at(tomb, chg_idx[deletes], _ints(changes.column("_writetime"))[deletes])
         return tomb
 
-    @staticmethod
-    def _first_rows(cur_idx: np.ndarray, chg_idx: np.ndarray, n: int) -> np.ndarray:
-        both = np.concatenate([cur_idx, chg_idx])
-        firsts = np.full(n, -1, dtype=np.int64)
-        firsts[both[::-1]] = np.arange(len(both) - 1, -1, -1)  # the last write per id is the first row
-        return firsts
-
 
 class _Cells:
     """The candidates of each column, and the newest live one per key."""
@@ -152,15 +133,15 @@ class _Cells:
         self.chg_ts = _ints(changes.column("_writetime"))
         self.chg_exp = _ints(changes.column("_expires_at").cast(pa.int64()))
         self.chg_order = np.arange(1, changes.num_rows + 1, dtype=np.int64)
+        self.cur_version = _ints(current.column("_version"))
 
     def column(self, name: str, present: np.ndarray, values: bool = True):
         """(values or None, writetime per key (-1: none), expiry per key, live mask)."""
-        cur_ts_arr = _lookup(self.current.column("_ts"), name)
-        cur_has = pc.is_valid(cur_ts_arr).to_numpy(zero_copy_only=False)
-        cur_rows = np.flatnonzero(cur_has)
+        cur_ts = stored_writetimes(self.current.column("_ts"), name, self.cur_version)
+        cur_rows = np.flatnonzero(cur_ts != NO_CELL)
         chg_rows = np.flatnonzero(present)
         idx = np.concatenate([self.cur_idx[cur_rows], self.chg_idx[chg_rows]])
-        ts = np.concatenate([_ints(cur_ts_arr)[cur_rows], self.chg_ts[chg_rows]])
+        ts = np.concatenate([cur_ts[cur_rows], self.chg_ts[chg_rows]])
         cur_exp = _ints(_lookup(self.current.column("_exp"), name).cast(pa.int64()))
         exp = np.concatenate([cur_exp[cur_rows], self.chg_exp[chg_rows]])
         order = np.concatenate([np.zeros(len(cur_rows), dtype=np.int64), self.chg_order[chg_rows]])
@@ -200,6 +181,9 @@ def is_live(array: pa.Array) -> np.ndarray:
 
 def _map_column(names: list[str], values: np.ndarray, valid: np.ndarray, typ: pa.DataType) -> pa.Array:
     """Per-row maps name -> value from an (n, k) matrix of values and its validity."""
+    if not valid.any():  # the common case (see `_ts`): no per-row Python-object work at all
+        return pa.MapArray.from_arrays(pa.array(np.zeros(len(valid) + 1, dtype=np.int32)), pa.array([], typ.key_type),
+                                       pa.array([], typ.item_type), type=typ)
     counts = valid.sum(axis=1)
     offsets = np.zeros(len(counts) + 1, dtype=np.int32)
     np.cumsum(counts, out=offsets[1:])
@@ -214,11 +198,11 @@ def _assemble(keys: pa.Table, columns: dict, marker, tomb: np.ndarray, previous:
     n = keys.num_rows
     names = [*columns, ROW_MARKER]
     parts = [*columns.values(), marker]
-    ts = np.stack([p[1] for p in parts], axis=1) if n else np.zeros((0, len(parts)), dtype=np.int64)
+    ts = np.stack([p[1] for p in parts], axis=1) if n else np.full((0, len(parts)), NO_CELL, dtype=np.int64)
     exp = np.stack([p[2] for p in parts], axis=1) if n else np.zeros((0, len(parts)), dtype=np.int64)
     live_cells = [is_live(p[0]) & p[3] for p in columns.values()] + [marker[3]]
     live = np.stack(live_cells, axis=1) if n else np.zeros((0, len(parts)), dtype=bool)
-    has_ts = ts >= 0
+    has_ts = ts != NO_CELL
     any_live = live.any(axis=1)
     never = (live & (exp == 0)).any(axis=1)
     expires = np.where(any_live & ~never, np.where(live, exp, 0).max(axis=1, initial=0), 0)
@@ -227,7 +211,7 @@ def _assemble(keys: pa.Table, columns: dict, marker, tomb: np.ndarray, previous:
     for name, (values, *_rest) in columns.items():
         out = out.append_column(name, values)
     meta = {
-        "_ts": _map_column(names, ts, has_ts, TS_TYPE),
+        "_ts": _map_column(names, ts, ts != version[:, None], TS_TYPE),
         "_exp": _map_column(names, exp, has_ts & (exp > 0), EXP_TYPE),
         "_deleted_at": pa.array(tomb, pa.int64()),
         "_version": pa.array(version, pa.int64()),

@@ -1,4 +1,12 @@
-"""Reads and writes of one replicated table: current rows by key, tombstones, inserts with a token."""
+"""Reads and writes of one replicated table: current rows by key, tombstones, inserts with a token.
+
+A batch's keys go to ClickHouse as data, not as SQL text: they are inserted into two Memory tables
+of this destination (`<t>__keys_<dest>`: primary keys, `<t>__parts_<dest>`: partition keys of
+partition and range deletes), and the reads select `WHERE (key) IN (SELECT ... FROM` those tables.
+A literal `IN` list of 64k keys costs more to parse than the whole insert; an Arrow insert of the
+keys costs a few milliseconds. One writer per destination loads a table at a time, so the tables
+are emptied and refilled per batch.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +16,12 @@ from ray_cdc.destinations.clickhouse import ddl
 from ray_cdc.destinations.clickhouse.cells import EXPIRY_COLUMN, EXPIRY_TYPE, STATE_COLUMN, STATE_TYPE
 from ray_cdc.destinations.clickhouse.client import ClickHouseClient
 from ray_cdc.destinations.clickhouse.forms import arrow_type, from_stored
-from ray_cdc.destinations.clickhouse.literals import in_clause
 from ray_cdc.destinations.clickhouse.merge import EXP_TYPE, TS_TYPE
-from ray_cdc.destinations.clickhouse.tombstones import ClusteringOrder, RangeTombstone, Tombstones
+from ray_cdc.destinations.clickhouse.tombstones import ClusteringOrder, Tombstones
 from ray_cdc.schema.model import TableSchema
 
-CHUNK = 5_000  # keys per IN list: keeps query text in the low megabytes
-# a static row's NULL clustering must match NULL; the key lists of a large batch are long literals
-_NULL_IN = {"transform_null_in": 1, "max_query_size": 256 << 20}
+# a static row's NULL clustering must match NULL in `IN`
+_NULL_IN = " SETTINGS transform_null_in = 1"
 
 
 def stored_schema(table: TableSchema) -> pa.Schema:
@@ -29,92 +35,97 @@ def stored_schema(table: TableSchema) -> pa.Schema:
 
 
 class TableStore:
-    def __init__(self, client: ClickHouseClient, table: TableSchema):
+    def __init__(self, client: ClickHouseClient, table: TableSchema, destination: str = "clickhouse"):
         self.client = client
         self.table = table
         self.schema = stored_schema(table)
         self.keys = ddl.key_columns(table)
         self.pk = list(table.partition_key)
         self.order = ClusteringOrder(list(table.clustering))
+        self.keys_table = ddl.qualified(table, f"__keys_{destination}")
+        self.parts_table = ddl.qualified(table, f"__parts_{destination}")
+        self._created = False
 
     def create(self) -> None:
-        for statement in ddl.table_statements(self.table):
+        for statement in ddl.table_statements(self.table) + ddl.scratch_statements(
+                self.table, self.keys_table, self.parts_table):
             self.client.command(statement)
+        self._created = True
 
-    def _select_latest(self, columns, keys: list[tuple]) -> list[pa.Table]:
-        """The newest row (tombstone rows included: FINAL would hide them) of each key or partition."""
-        names = [ddl.quote(c.name) for c in columns]
-        by = ", ".join(ddl.quote(c.name) for c in self.keys)
-        out = []
-        for start in range(0, len(keys), CHUNK):
-            where = in_clause(names, [c.type for c in columns], keys[start:start + CHUNK])
-            sql = (f"SELECT * FROM {ddl.qualified(self.table)} WHERE {where} "
-                   f"ORDER BY _version DESC LIMIT 1 BY {by}")
-            out.append(from_stored(self.client.query_arrow(sql, settings=_NULL_IN), self.schema))
-        return out
+    def upload(self, keys: pa.Table, partitions: pa.Table) -> None:
+        """Replace the scratch tables' contents with a batch's primary keys and deleted partitions."""
+        if not self._created:
+            self.create()
+        self.client.command(f"TRUNCATE TABLE {self.keys_table}")
+        self.client.command(f"TRUNCATE TABLE {self.parts_table}")
+        if keys.num_rows:
+            self.client.insert_arrow(self.keys_table, keys)
+        if partitions.num_rows:
+            self.client.insert_arrow(self.parts_table, partitions)
 
-    def current(self, keys: list[tuple], partitions: list[tuple]) -> pa.Table:
-        """Stored rows of `keys` (full primary keys) and of every row of `partitions`."""
-        parts = self._select_latest(self.keys, keys) + self._select_latest(self.pk, partitions)
-        if not parts:
+    def current(self, has_keys: bool, has_partitions: bool) -> pa.Table:
+        """The newest stored row (tombstone rows included: FINAL would hide them) of each uploaded key
+        and of every row of the uploaded partitions."""
+        conditions = []
+        if has_keys:
+            conditions.append(f"({self._names(self.keys)}) IN (SELECT {self._names(self.keys)} FROM {self.keys_table})")
+        if has_partitions:
+            conditions.append(f"({self._names(self.pk)}) IN (SELECT {self._names(self.pk)} FROM {self.parts_table})")
+        if not conditions:
             return self.schema.empty_table()
-        rows = pa.concat_tables(parts)
-        return rows if not partitions else _distinct_keys(rows, [c.name for c in self.keys])
+        sql = (f"SELECT * FROM {ddl.qualified(self.table)} WHERE {' OR '.join(conditions)} "
+               f"ORDER BY _version DESC LIMIT 1 BY {self._names(self.keys)}{_NULL_IN}")
+        return from_stored(self.client.query_arrow(sql), self.schema)
 
-    def tombstones(self, partitions: list[tuple]) -> Tombstones:
+    def tombstones(self, has_keys: bool, has_partitions: bool) -> Tombstones:
+        """The partition and range tombstones of every uploaded key's partition."""
         found = Tombstones(len(self.pk), self.order)
-        names = [ddl.quote(c.name) for c in self.pk]
-        types = [c.type for c in self.pk]
-        for start in range(0, len(partitions), CHUNK):
-            where = in_clause(names, types, partitions[start:start + CHUNK])
-            self._load_partitions(found, where, names)
-            if self.table.clustering:
-                self._load_ranges(found, where)
+        sources = [self.keys_table] * has_keys + [self.parts_table] * has_partitions
+        if not sources or not self._any_tombstones():
+            return found
+        pk = self._names(self.pk)
+        touched = " UNION ALL ".join(f"SELECT {pk} FROM {s}" for s in sources)
+        where = f"({pk}) IN ({touched})"
+        sql = (f"SELECT {pk}, max(deleted_at) AS deleted_at FROM "
+               f"{ddl.qualified(self.table, '__deleted_partitions')} WHERE {where} GROUP BY {pk}")
+        found.add_partition_rows(_plain_keys(self.client.query_arrow(sql), self.pk), [c.name for c in self.pk])
+        if self.table.clustering:
+            self._load_ranges(found, where)
         return found
 
-    def _load_partitions(self, found: Tombstones, where: str, names: list[str]) -> None:
-        sql = (f"SELECT {', '.join(names)}, max(deleted_at) AS t FROM "
-               f"{ddl.qualified(self.table, '__deleted_partitions')} WHERE {where} GROUP BY {', '.join(names)}")
-        rows = self.client.query_arrow(sql).to_pylist()
-        for row in rows:
-            found.add_partition(tuple(_plain(row[c.name]) for c in self.pk), row["t"])
+    def _any_tombstones(self) -> bool:
+        """Whether the side tables hold anything (a metadata count: most tables never see a delete)."""
+        counts = [f"(SELECT count() FROM {ddl.qualified(self.table, '__deleted_partitions')})"]
+        if self.table.clustering:
+            counts.append(f"(SELECT count() FROM {ddl.qualified(self.table, '__deleted_ranges')})")
+        return int(self.client.command(f"SELECT {' + '.join(counts)}")) > 0
 
     def _load_ranges(self, found: Tombstones, where: str) -> None:
         sql = f"SELECT * FROM {ddl.qualified(self.table, '__deleted_ranges')} WHERE {where}"
         table = self.client.query_arrow(sql)
+        if not table.num_rows:
+            return
         bound = pa.struct([pa.field(c.name, arrow_type(c.type)) for c in self.table.clustering])
         for name in ("start", "end"):
             table = table.set_column(table.schema.get_field_index(name), name, table.column(name).cast(bound))
-        for row in table.to_pylist():
-            found.add_range(tuple(_plain(row[c.name]) for c in self.pk), range_tombstone(row, self.table))
+        found.add_range_rows(_plain_keys(table, self.pk), [c.name for c in self.pk],
+                             [c.name for c in self.table.clustering])
 
-    def insert(self, suffix: str, data: pa.Table, token: str) -> None:
+    def insert(self, suffix: str, data: pa.Table, token: str, settings: dict | None = None) -> None:
         if data.num_rows:
-            self.client.insert_arrow(f"{self.table.keyspace}.{self.table.name}{suffix}", data,
-                                     settings={"insert_deduplication_token": token})
+            self.client.insert_arrow(ddl.qualified(self.table, suffix), data,
+                                     settings={"insert_deduplication_token": token, **(settings or {})})
+
+    @staticmethod
+    def _names(columns) -> str:
+        return ", ".join(ddl.quote(c.name) for c in columns)
 
 
-def range_tombstone(row: dict, table: TableSchema) -> RangeTombstone:
-    names = [c.name for c in table.clustering]
-    start = tuple(row["start"][n] for n in names[:row["start_size"]])
-    end = tuple(row["end"][n] for n in names[:row["end_size"]])
-    return RangeTombstone(start, bool(row["start_inclusive"]), end, bool(row["end_inclusive"]),
-                          int(row["deleted_at"]))
-
-
-def _plain(value):
-    """uuid.UUID (how an extension-typed uuid comes back) -> its 16 bytes, as batches carry it."""
-    return value.bytes if hasattr(value, "bytes") and not isinstance(value, (bytes, bytearray)) else value
-
-
-def _distinct_keys(rows: pa.Table, keys: list[str]) -> pa.Table:
-    """One row per key, the newest version (a key can come from both the key and the partition query)."""
-    if rows.num_rows == 0:
-        return rows
-    order = rows.sort_by([(k, "ascending") for k in keys] + [("_version", "descending")])
-    seen, take = set(), []
-    for i, key in enumerate(zip(*[order.column(k).to_pylist() for k in keys])):
-        if key not in seen:
-            seen.add(key)
-            take.append(i)
-    return order.take(take)
+def _plain_keys(table: pa.Table, pk) -> pa.Table:
+    """Partition key columns as batches carry them (a UUID comes back as an extension type: its bytes)."""
+    for column in pk:
+        index = table.schema.get_field_index(column.name)
+        typ = arrow_type(column.type)
+        if table.schema.field(index).type != typ:
+            table = table.set_column(index, column.name, table.column(index).cast(typ))
+    return table

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 import numpy as np
+import pyarrow as pa
 
 from ray_cdc.schema.model import ColumnSchema
 from ray_cdc.schema.value_order import float_key, inet_key, timeuuid_key, uuid_key
@@ -81,6 +82,27 @@ class Tombstones:
     def add_range(self, pk: tuple, tombstone: RangeTombstone) -> None:
         self.ranges.setdefault(pk, []).append(tombstone)
 
+    def __bool__(self) -> bool:
+        return bool(self.partitions or self.ranges)
+
+    def add_partition_rows(self, rows: pa.Table, pk_names: list[str]) -> None:
+        """`<t>__deleted_partitions` rows (partition key columns, `deleted_at`)."""
+        keys = zip(*[rows.column(n).to_pylist() for n in pk_names]) if rows.num_rows else ()
+        for key, t in zip(keys, rows.column("deleted_at").to_pylist() if rows.num_rows else ()):
+            self.add_partition(key, t)
+
+    def add_range_rows(self, rows: pa.Table, pk_names: list[str], clustering: list[str]) -> None:
+        """`<t>__deleted_ranges` rows (partition key, bounds of clustering prefixes, `deleted_at`)."""
+        for row in rows.to_pylist() if rows.num_rows else ():
+            pk = tuple(row[n] for n in pk_names)
+            self.add_range(pk, range_tombstone(row, clustering))
+
+    def times_of(self, keys: pa.Table) -> np.ndarray:
+        """`times` of the keys in a table (one primary key per row); no Python objects when none."""
+        if not self:
+            return np.zeros(keys.num_rows, dtype=np.int64)
+        return self.times(list(zip(*[keys.column(i).to_pylist() for i in range(keys.num_columns)])))
+
     def times(self, keys: list[tuple]) -> np.ndarray:
         """The newest tombstone covering each primary key (0: none)."""
         out = np.zeros(len(keys), dtype=np.int64)
@@ -97,3 +119,11 @@ class Tombstones:
                         t = tombstone.deleted_at
             out[i] = t
         return out
+
+
+def range_tombstone(row: dict, clustering: list[str]) -> RangeTombstone:
+    """A `<t>__deleted_ranges` row (as a dict) as a RangeTombstone."""
+    start = tuple(row["start"][n] for n in clustering[:row["start_size"]])
+    end = tuple(row["end"][n] for n in clustering[:row["end_size"]])
+    return RangeTombstone(start, bool(row["start_inclusive"]), end, bool(row["end_inclusive"]),
+                          int(row["deleted_at"]))
