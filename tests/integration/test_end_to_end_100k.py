@@ -1,5 +1,6 @@
 """100,000+ generated changes through `ray-cdc run config.yaml --once` on a local Ray, into every
-destination at once; each destination's content equals the final state computed independently from
+destination at once (PostgreSQL; TimescaleDB on the same server, which has no timescaledb extension,
+so `on_missing_extension: warn` and plain tables in its own schema; ClickHouse on chDB); each destination's content equals the final state computed independently from
 the workload (tests/support/expected_state.py over the decoded change records).
 
 The workload is the demo tables with the default mix: inserts, partial updates, collection appends,
@@ -53,7 +54,7 @@ def test_100k_changes_into_every_destination_equal_the_oracle(postgres_server, w
     assert len(summary.segments) > 3 and len(summary.counts) == len(demo_tables())
 
     tag = uuid.uuid4().hex[:8]
-    pg, ch = f"e2e_pg_{tag}", f"e2e_ch_{tag}"
+    pg, ts, ch = f"e2e_pg_{tag}", f"e2e_ts_{tag}", f"e2e_ch_{tag}"
     config = tmp_path / "config.yaml"
     config.write_text(f"""
 sources:
@@ -61,6 +62,7 @@ sources:
 schema: {{cql_file: {root / 'cdc_raw' / 'schema.cql'}}}
 destinations:
   {pg}: {{type: postgres, dsn: "${{PG_DSN}}", schema: {pg}}}
+  {ts}: {{type: timescaledb, dsn: "${{PG_DSN}}", schema: {ts}, on_missing_extension: warn}}
   {ch}: {{type: clickhouse, dsn: "chdb://{tmp_path / 'clickhouse'}"}}
 pipeline: {{state_dir: {tmp_path / 'state'}}}
 """)
@@ -74,8 +76,11 @@ pipeline: {{state_dir: {tmp_path / 'state'}}}
 
     tables = demo_tables()
     pg_rows = check_postgres(postgres_server.dsn, pg, pg, tables, states)
+    # the test server has no timescaledb extension: warn mode replicates into plain tables
+    ts_rows = check_postgres(postgres_server.dsn, ts, ts, tables, states)
     ch_rows = check_clickhouse(tmp_path / "clickhouse", ch, tables, states)
-    assert completed_segments(postgres_server.dsn, pg) == (len(summary.segments), len(summary.segments))
+    for name in (pg, ts):
+        assert completed_segments(postgres_server.dsn, name) == (len(summary.segments), len(summary.segments))
     sys.stderr.write(f"\n[e2e100k] seed {SEED}: ray-cdc run --once took {elapsed:.0f} s; live rows "
-                     f"PostgreSQL {pg_rows}, ClickHouse {ch_rows}\n")
-    assert all(n > 100 for n in pg_rows.values()), pg_rows
+                     f"PostgreSQL {pg_rows}, TimescaleDB {ts_rows}, ClickHouse {ch_rows}\n")
+    assert all(n > 100 for n in pg_rows.values()) and ts_rows == pg_rows, (pg_rows, ts_rows)
