@@ -3,10 +3,9 @@
 `write` = `prepare` (staging.py: the batch -> binary COPY payloads, no connection, so a transform
 stage may run it on another core) + `write_prepared`: in ONE transaction, COPY into the staging
 tables, keep and apply tombstones, upsert with per-column last-writer-wins (merge.py), upsert the
-offsets. Anything
-failing before COMMIT leaves neither data nor offsets. Rows PostgreSQL refuses as bad data are found
-(values.py refuses the ones it can see coming; a COPY that fails on data is bisected inside
-savepoints) and returned in `WriteResult.rejected`; the rest of the batch is applied.
+offsets. Anything failing before COMMIT leaves neither data nor offsets. Rows PostgreSQL refuses as
+bad data are found (fields.py/values.py refuse the ones they can see coming; a COPY that fails on
+data is bisected inside savepoints) and returned in `WriteResult.rejected`; the rest is applied.
 
 TTL: `_expires_at` is row-level and follows the row's newest change (exact for `INSERT ... USING TTL`
 of whole rows; a partial TTL write makes the row's expiry that write's). Expired rows drop out of the

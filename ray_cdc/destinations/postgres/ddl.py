@@ -11,7 +11,9 @@ Per Cassandra table `t` (in schema `<keyspace>` unless configured):
   or UDT column `c` also has `"_cells.c"` (jsonb): its elements with their own writetimes, TTLs and
   tombstones, and its complex deletion; `c` is rendered from it (see cells.py).
 - `t`: a VIEW of the live, unexpired rows of `t__state` with the user's columns, `_writetime` and
-  `_expires_at`. This is the user-facing table.
+  `_expires_at`. This is the user-facing table: it answers as Cassandra's SELECT would now (a row
+  kept alive only by collection elements that have all expired is gone; a partition with live static
+  cells and no live row is one row with its clustering and regular columns NULL).
 - `t__static` (+ view `t__statics`) when the table has static columns: the same per partition key.
 - `t__deleted_partitions`, `t__deleted_rows`, `t__deleted_ranges`: tombstones, newest per key, so
   that later-arriving older writes stay deleted.
