@@ -11,6 +11,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from uuid import UUID
@@ -118,6 +119,20 @@ class CommitLogReader:
         self._decoder = MutationDecoder(self._schema_for, cache=True)
         self._decoder_at = self._at
         self.summaries: list[SegmentSummary] = []
+        self._legacy_reader = None
+
+    def _legacy(self, path: str):
+        """The reader of Cassandra 2.1/2.2 segments (descriptor v4/v5) when `path` is one, else None;
+        it shares this reader's schemas, error modes and summaries."""
+        from ray_cdc.commitlog.legacy_reader import LegacyCommitLogReader, is_legacy_segment
+
+        if not is_legacy_segment(path):
+            return None
+        if self._legacy_reader is None:
+            self._legacy_reader = LegacyCommitLogReader(self.registry, unknown_tables=self._unknown_tables,
+                                                        on_error=self._on_error)
+            self._legacy_reader.summaries = self.summaries
+        return self._legacy_reader
 
     def _schema_for(self, table_id: UUID) -> TableSchema | None:
         table = KNOWN_SYSTEM_TABLES.get(table_id)
@@ -129,6 +144,9 @@ class CommitLogReader:
                   limit: int | None = None) -> Iterator[DecodedMutation]:
         """The decoded mutations of one segment, in log order, after `start`, up to `limit`."""
         path = str(path)
+        if (legacy := self._legacy(path)) is not None:
+            yield from islice(legacy.mutations(path, start=start), limit)
+            return
         summary, reader = self._open_segment(path, start, limit)
         unsigned_ldt = reader.header.version >= _MESSAGING_V13
         for entry in reader.entries():
@@ -177,6 +195,9 @@ class CommitLogReader:
         """
         from ray_cdc.commitlog.arrow_batches import ArrowBatcher, fastpath
 
+        if (legacy := self._legacy(str(path))) is not None:
+            yield from legacy.change_sets(path, start=start, max_rows=max_rows, max_bytes=max_bytes)
+            return
         fp = fastpath()
         batcher = ArrowBatcher(max_rows=max_rows, max_bytes=max_bytes)
         kernel = fp.Kernel(max_rows, max_bytes) if fp is not None else None
@@ -207,6 +228,10 @@ class CommitLogReader:
         """After each entry of a segment, or each run of entries the kernel took: the position of
         the last one, and the batches that became full while adding it (a kernel run ends with the
         entry that fills a batch; the Python decoder takes the mutations the kernel declines)."""
+        if (legacy := self._legacy(path)) is not None:
+            for position, decoded in legacy.steps(path, start):
+                yield position, (list(batcher.add(decoded)) if decoded is not None else [])
+            return
         summary, reader = self._open_segment(path, start, None)
         unsigned_ldt = reader.header.version >= _MESSAGING_V13
         max_rows, max_bytes = batcher.max_rows, batcher.max_bytes

@@ -318,3 +318,21 @@ def test_copy_under_another_name(segment, tmp_path, raw):
     with pytest.raises(SegmentHeaderError, match="file name") as err:
         LegacySegmentReader(other)
     assert err.value.path == str(other)
+
+
+# --- the main reader dispatches to the legacy one ---------------------------------------------------
+
+
+def test_commit_log_reader_reads_legacy_segments_like_the_legacy_reader(segment, registry):
+    from ray_cdc.commitlog.reader import CommitLogReader
+
+    reader = CommitLogReader(registry)
+    assert [c.position for c in reader.changes([segment])] == [c.position for c in _changes(segment, registry)]
+    mine = {t.name: b for t, b in reader.arrow_batches([segment])}
+    theirs = {t.name: b for t, b in legacy_arrow_batches([segment], registry)}
+    assert mine.keys() == theirs.keys() and all(mine[n].equals(theirs[n]) for n in mine)
+    sets = list(reader.change_sets(segment, max_rows=3))
+    expected = list(legacy_change_sets(segment, registry, max_rows=3))
+    assert [(s.end, s.completed, s.rows) for s in sets] == [(s.end, s.completed, s.rows) for s in expected]
+    assert len(list(reader.mutations(segment, limit=2))) == 2
+    assert reader.summaries and all(s.path == str(segment) for s in reader.summaries)
