@@ -9,6 +9,9 @@ deletes, element TTLs) and the mix without collection edits.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import pickle
 import uuid
 from datetime import datetime, timezone
 
@@ -286,3 +289,126 @@ def test_collection_elements_merge_per_element_and_expire_one_by_one(dest):
                             lambda m: m.delete_row(key, timestamp=36), position=30), [])
     (row,) = live_rows(dest, table).values()
     assert (row["s"], row["l"], row["m"]) == ([], [3, 5], [])
+
+
+# --- the direct path (new keys written without a merge) and its boundaries -----------------------------
+
+
+def keyed_batch(table: TableSchema, *steps, position: int = 100) -> pa.RecordBatch:
+    """Like `batch`, with each step's partition key: steps are (partition key, builder step)."""
+    decoded = []
+    for i, (pk, step) in enumerate(steps):
+        builder = MutationBuilder(table, pk)
+        step(builder)
+        decoded.append(DecodedMutation(CommitLogPosition(SEGMENT, position + i), builder.mutation()))
+    return pa.Table.from_batches([b for _, b in arrow_batches(decoded)]).combine_chunks().to_batches()[0]
+
+
+def stored_rows(dest, table: TableSchema) -> int:
+    """Physical rows (no FINAL): what inserts, not merges, put there."""
+    return int(dest.client.command(f"SELECT count() FROM `{table.keyspace}`.`{table.name}`"))
+
+
+def test_batch_mixing_new_keys_and_stored_keys_with_newer_and_older_columns(dest):
+    table = table_of("mixed_keys")
+    dest.ensure_table(table)
+    dest.write(table, batch(table, lambda m: m.insert({"ck": 1}, {"a": "one", "b": 1}, timestamp=10),
+                            lambda m: m.insert({"ck": 2}, {"a": "two", "b": 2}, timestamp=10),
+                            lambda m: m.update({"ck": 3}, {"a": "three"}, timestamp=10), position=10), [])
+    dest.write(table, batch(table, lambda m: m.insert({"ck": 4}, {"a": "four", "b": 4}, timestamp=5),  # new
+                            lambda m: m.update({"ck": 1}, {"a": "ONE"}, timestamp=20),  # stored, newer
+                            lambda m: m.update({"ck": 2}, {"a": "old", "b": 0}, timestamp=5),  # stored, older
+                            lambda m: m.insert({"ck": 3}, {"b": 33}, timestamp=9),  # older a, new b
+                            lambda m: m.update({"ck": 5}, {"b": 5}, timestamp=7), position=20), [])  # new
+    assert rows_of(dest, table) == {1: {"a": "ONE", "b": 1}, 2: {"a": "two", "b": 2}, 3: {"a": "three", "b": 33},
+                                    4: {"a": "four", "b": 4}, 5: {"a": None, "b": 5}}
+    # a late change older than every cell of a key the direct path wrote is merged, not stacked
+    dest.write(table, batch(table, lambda m: m.update({"ck": 4}, {"a": "stale"}, timestamp=4),
+                            lambda m: m.update({"ck": 5}, {"a": "five"}, timestamp=6), position=30), [])
+    assert rows_of(dest, table)[4] == {"a": "four", "b": 4}
+    assert rows_of(dest, table)[5] == {"a": "five", "b": 5}
+
+
+def test_several_changes_of_one_new_key_in_a_batch_merge_per_column(dest):
+    table = table_of("dups")
+    dest.ensure_table(table)
+    dest.write(table, batch(table, lambda m: m.insert({"ck": 1}, {"a": "first", "b": 1}, timestamp=10),
+                            lambda m: m.update({"ck": 1}, {"a": "newest"}, timestamp=30),
+                            lambda m: m.update({"ck": 1}, {"b": 2}, timestamp=20),
+                            lambda m: m.update({"ck": 1}, {"a": "older"}, timestamp=25),
+                            lambda m: m.insert({"ck": 2}, {"a": "tie-1"}, timestamp=40),
+                            lambda m: m.insert({"ck": 2}, {"a": "tie-2"}, timestamp=40),  # a tie: the later
+                            lambda m: m.insert({"ck": 3}, {"a": "gone"}, timestamp=50),
+                            lambda m: m.delete_row({"ck": 3}, timestamp=50),  # a delete at the same time wins
+                            lambda m: m.insert({"ck": 4}, {"a": "alone", "b": 4}, timestamp=60)), [])
+    assert rows_of(dest, table) == {1: {"a": "newest", "b": 2}, 2: {"a": "tie-2", "b": None},
+                                    4: {"a": "alone", "b": 4}}
+    assert stored_rows(dest, table) == 4  # one row per key, the deleted one as a tombstone row
+
+
+def test_new_keys_under_stored_and_same_batch_tombstones_stay_deleted(dest):
+    t = parse_cql_type
+    table = TableSchema("ray_cdc_t", "uuid_keys", uuid.uuid5(uuid.NAMESPACE_OID, "uuid_keys"), (
+        ColumnSchema("id", t("uuid"), ColumnKind.PARTITION_KEY),
+        ColumnSchema("at", t("timestamp"), ColumnKind.CLUSTERING),
+        ColumnSchema("a", t("text"), ColumnKind.REGULAR)))
+    dest.ensure_table(table)
+    p1, p2, p3 = (uuid.UUID(int=i) for i in (1, 2, 3))
+    at = [datetime(2024, 1, 1, 0, 0, s, tzinfo=timezone.utc) for s in range(6)]
+    dest.write(table, keyed_batch(table, ({"id": p1}, lambda m: m.delete_partition(timestamp=100)),
+                                  ({"id": p2}, lambda m: m.delete_range({"at": at[1]}, {"at": at[3]}, timestamp=100)),
+                                  position=10), [])
+    dest.write(table, keyed_batch(
+        table,
+        ({"id": p1}, lambda m: m.insert({"at": at[0]}, {"a": "older than the partition delete"}, timestamp=90)),
+        ({"id": p1}, lambda m: m.insert({"at": at[1]}, {"a": "p1 newer"}, timestamp=110)),
+        ({"id": p2}, lambda m: m.insert({"at": at[2]}, {"a": "inside the range, older"}, timestamp=90)),
+        ({"id": p2}, lambda m: m.insert({"at": at[4]}, {"a": "outside the range"}, timestamp=90)),
+        ({"id": p3}, lambda m: m.insert({"at": at[0]}, {"a": "deleted in this batch"}, timestamp=90)),
+        ({"id": p3}, lambda m: m.delete_partition(timestamp=95)),
+        ({"id": p3}, lambda m: m.insert({"at": at[5]}, {"a": "p3 newer"}, timestamp=99)), position=20), [])
+    live = {(uuid.UUID(bytes=k[0]), k[1].second): r["a"] for k, r in live_rows(dest, table).items()}
+    assert live == {(p1, 1): "p1 newer", (p2, 4): "outside the range", (p3, 5): "p3 newer"}
+
+
+def _insert_row(i: int, m: MutationBuilder) -> None:
+    m.insert({"ck": i}, {"a": f"v{i}", "b": i}, timestamp=10)
+
+
+def test_replayed_batch_after_newer_data_and_a_restart_changes_nothing(dest, tmp_path):
+    table = table_of("replay")
+    dest.ensure_table(table)
+    first = batch(table, *[functools.partial(_insert_row, i) for i in range(50)], position=10)
+    dest.write(table, first, [])
+    dest.write(table, batch(table, lambda m: m.update({"ck": 7}, {"a": "newer"}, timestamp=20), position=100), [])
+    before = stored_rows(dest, table)
+    dest.write(table, first, [])  # replay: dropped by its token
+    assert stored_rows(dest, table) == before == 51
+    # a writer restarted on the same data directory still knows the token, and prepares it elsewhere
+    prepared = ClickHouseDestination.prepare(table, first)
+    restarted = ClickHouseDestination.__new__(ClickHouseDestination)
+    restarted.name, restarted.client, restarted.offsets, restarted._stores = dest.name, dest.client, dest.offsets, {}
+    restarted.write_prepared(pickle.loads(pickle.dumps(prepared)), [])
+    assert stored_rows(dest, table) == before
+    rows = rows_of(dest, table)
+    assert len(rows) == 50 and rows[7] == {"a": "newer", "b": 7} and rows[8] == {"a": "v8", "b": 8}
+
+
+def test_prepare_then_write_prepared_equals_write(dest, tmp_path):
+    summary = generate(tmp_path / "segments", rows=1500, tables=demo_tables("ray_cdc_split"),
+                       segment_size=1 << 20, mix=DEFAULT_MIX, seed=3)
+    reader = CommitLogReader(SchemaRegistry(load_cql_schema(summary.schema_path)))
+    pairs = list(reader.arrow_batches(summary.segments, max_rows=300))
+    copies = {t.id: dataclasses.replace(t, keyspace="ray_cdc_split_copy") for t, _ in pairs}
+    other = ClickHouseDestination(f"chdb://{tmp_path / 'unused'}")  # never opened: prepare needs no connection
+    # pickled, as a transform stage hands it over through Ray's object store
+    prepared = [pickle.loads(pickle.dumps(other.prepare(copies[t.id], b))) for t, b in pairs]
+    for (table, record_batch), p in zip(pairs, prepared):
+        dest.ensure_table(table)
+        dest.ensure_table(copies[table.id])
+        assert dest.write(table, record_batch, []).rows == record_batch.num_rows
+        assert dest.write_prepared(p, []).rows == record_batch.num_rows
+    assert sum(p.direct.num_rows for p in prepared) > 100  # the direct path was taken ...
+    assert sum(p.rows.num_rows - p.direct.num_rows for p in prepared) > 100  # ... and the merge too
+    for table in {t.id: t for t, _ in pairs}.values():
+        assert live_rows(dest, table) == live_rows(dest, copies[table.id]), table.name

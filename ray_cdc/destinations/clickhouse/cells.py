@@ -22,6 +22,7 @@ import json
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ray_cdc.commitlog.arrow_batches import cells_column
 from ray_cdc.commitlog.builder import order_key
@@ -157,19 +158,24 @@ def merged_column(column: ColumnSchema, current, changes, cur_idx: np.ndarray, c
                 if name == column.name:
                     k = cur_idx[row]
                     states[k] = merge(states[k], json.loads(text))
-    for row, state in enumerate(change_states(column, changes.column(cells_column(column.name)))):
+    touching = changes.column(cells_column(column.name))
+    rows = np.flatnonzero(pc.is_valid(touching).to_numpy(zero_copy_only=False))
+    for row, state in zip(rows, change_states(column, touching.take(pa.array(rows)))):
         if state is not None:
             k = chg_idx[row]
             states[k] = merge(states[k], state)
-    values, ts, exp, alive, texts, expiries = [], np.full(n, -1, np.int64), np.zeros(n, np.int64), \
-        np.zeros(n, bool), [], []
-    for k in range(n):
+    values: list = [None] * n
+    ts, exp, alive = np.full(n, -1, np.int64), np.zeros(n, np.int64), np.zeros(n, bool)
+    texts: list = [None] * n
+    expiries: list = [None] * n
+    # only keys with element state need Python work: the others keep no value, no cell
+    for k in (k for k, state in enumerate(states) if state is not None):
         state = floor(states[k], tomb[k])
         value, element_exp, newest, column_exp = render(column, state)
-        values.append(value)
+        values[k] = value
         ts[k], exp[k], alive[k] = newest, column_exp, value is not None
-        texts.append(None if state is None else json.dumps(state, separators=(",", ":")))
-        expiries.append(element_exp)
+        texts[k] = json.dumps(state, separators=(",", ":"))
+        expiries[k] = element_exp
     stored = to_stored(pa.array(values, column.type.arrow_type()), column.type)
     return stored, ts, exp, alive, texts, expiries
 

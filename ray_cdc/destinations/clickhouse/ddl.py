@@ -18,7 +18,8 @@ Every replicated table also has the bookkeeping columns of the merge (see `merge
 than `_version`, -1 for a column without a cell), `_exp` (column -> expiry,
 seconds), `_deleted_at` (the row's newest tombstone, µs, 0 = none), `_version` (ReplacingMergeTree
 version: max of the writetimes and previous version + 1), `_is_deleted`, `_expires_at` (0 = never),
-`_cells` and `_cells_exp` (element state and element expiries of non-frozen collections and UDTs:
+`_cells` and `_cells_exp` (only in tables with a non-frozen collection or UDT: their element state and
+element expiries,
 see `cells.py`).
 """
 
@@ -49,9 +50,16 @@ META_COLUMNS = (
     ("_version", "Int64"),
     ("_is_deleted", "UInt8"),
     ("_expires_at", "DateTime('UTC')"),
+)
+ELEMENT_COLUMNS = (
     ("_cells", "Map(String, String)"),
     ("_cells_exp", "Map(String, Array(UInt32))"),
 )
+
+
+def has_elements(table: TableSchema) -> bool:
+    """Whether the table has a non-frozen collection or UDT (and so the element-state columns)."""
+    return any(c.type.is_multicell for c in value_columns(table))
 
 
 def quote(name: str) -> str:
@@ -131,7 +139,7 @@ def create_table(table: TableSchema, dedup_window: int = 10_000) -> str:
     """The replicated table. `non_replicated_deduplication_window` makes a non-replicated MergeTree
     remember the last N insert tokens, which is what makes a re-sent batch a no-op."""
     defs = _key_defs(table) + [f"{quote(c.name)} {ch_type(c.type)}" for c in value_columns(table)]
-    defs += [f"{quote(n)} {t}" for n, t in META_COLUMNS]
+    defs += [f"{quote(n)} {t}" for n, t in META_COLUMNS + (ELEMENT_COLUMNS if has_elements(table) else ())]
     return (f"CREATE TABLE IF NOT EXISTS {qualified(table)} ({', '.join(defs)}) "
             f"ENGINE = ReplacingMergeTree(_version, _is_deleted) ORDER BY {_order_by(key_columns(table))} "
             f"TTL if(_expires_at = 0, {NEVER}, _expires_at)" + _settings(table, dedup_window))

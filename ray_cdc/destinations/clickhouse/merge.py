@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 
 from ray_cdc.destinations.clickhouse.cells import EXPIRY_COLUMN, STATE_COLUMN, merged_column, meta_columns
 from ray_cdc.destinations.clickhouse.keys import first_rows, key_ids
+from ray_cdc.destinations.clickhouse.present import present_matrix
 
 ROW_MARKER = "_row"
 NO_CELL = -1  # a `_ts` entry: the column holds no cell (an absent entry: written at `_version`)
@@ -38,15 +39,8 @@ EXP_TYPE = pa.map_(pa.string(), pa.uint32())
 
 def present_masks(changes: pa.Table, names: Sequence[str]) -> dict[str, np.ndarray]:
     """Column name -> rows of `changes` that write (or delete) that column."""
-    present = changes.column("_present").combine_chunks()
-    flat = pc.list_flatten(present)
-    parents = pc.list_parent_indices(present).to_numpy()
-    masks = {}
-    for name in names:
-        mask = np.zeros(changes.num_rows, dtype=bool)
-        hit = pc.equal(flat, name).to_numpy(zero_copy_only=False)
-        mask[parents[hit]] = True
-        masks[name] = mask
+    matrix = present_matrix(changes, names)
+    masks = {name: matrix[:, j] for j, name in enumerate(names)}
     masks[ROW_MARKER] = pc.equal(changes.column("_op"), "insert").to_numpy(zero_copy_only=False)
     return masks
 
@@ -113,7 +107,8 @@ class Merger:
         previous = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
         np.maximum.at(previous, cur_idx, _ints(current.column("_version")))
         state, element_expiry = meta_columns(list(self.complex), texts, expiries, n)
-        return _assemble(keys, columns, marker, tomb, previous, {STATE_COLUMN: state, EXPIRY_COLUMN: element_expiry})
+        extra = {STATE_COLUMN: state, EXPIRY_COLUMN: element_expiry} if self.complex else {}
+        return _assemble(keys, columns, marker, tomb, previous, extra)
 
     @staticmethod
     def _tombstones(current, changes, cur_idx, chg_idx, n, covering: np.ndarray) -> np.ndarray:

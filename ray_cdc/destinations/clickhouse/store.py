@@ -29,8 +29,9 @@ def stored_schema(table: TableSchema) -> pa.Schema:
     fields = [pa.field(c.name, arrow_type(c.type)) for c in ddl.key_columns(table) + ddl.value_columns(table)]
     fields += [pa.field("_ts", TS_TYPE), pa.field("_exp", EXP_TYPE), pa.field("_deleted_at", pa.int64()),
                pa.field("_version", pa.int64()), pa.field("_is_deleted", pa.uint8()),
-               pa.field("_expires_at", pa.uint32()), pa.field(STATE_COLUMN, STATE_TYPE),
-               pa.field(EXPIRY_COLUMN, EXPIRY_TYPE)]
+               pa.field("_expires_at", pa.uint32())]
+    if ddl.has_elements(table):
+        fields += [pa.field(STATE_COLUMN, STATE_TYPE), pa.field(EXPIRY_COLUMN, EXPIRY_TYPE)]
     return pa.schema(fields)
 
 
@@ -45,6 +46,7 @@ class TableStore:
         self.keys_table = ddl.qualified(table, f"__keys_{destination}")
         self.parts_table = ddl.qualified(table, f"__parts_{destination}")
         self._created = False
+        self._parts_filled: bool | None = None
 
     def create(self) -> None:
         for statement in ddl.table_statements(self.table) + ddl.scratch_statements(
@@ -57,7 +59,9 @@ class TableStore:
         if not self._created:
             self.create()
         self.client.command(f"TRUNCATE TABLE {self.keys_table}")
-        self.client.command(f"TRUNCATE TABLE {self.parts_table}")
+        if self._parts_filled is not False:  # unknown (first batch) or filled by the last batch
+            self.client.command(f"TRUNCATE TABLE {self.parts_table}")
+        self._parts_filled = partitions.num_rows > 0  # before the insert: a failed one may leave rows
         if keys.num_rows:
             self.client.insert_arrow(self.keys_table, keys)
         if partitions.num_rows:

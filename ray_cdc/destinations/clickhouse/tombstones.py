@@ -99,9 +99,15 @@ class Tombstones:
 
     def times_of(self, keys: pa.Table) -> np.ndarray:
         """`times` of the keys in a table (one primary key per row); no Python objects when none."""
+        out = np.zeros(keys.num_rows, dtype=np.int64)
         if not self:
-            return np.zeros(keys.num_rows, dtype=np.int64)
-        return self.times(list(zip(*[keys.column(i).to_pylist() for i in range(keys.num_columns)])))
+            return out
+        partitions = zip(*[keys.column(i).to_pylist() for i in range(self.n_pk)])
+        hit = [i for i, pk in enumerate(partitions) if pk in self.partitions or pk in self.ranges]
+        if hit:  # full keys (clustering too) only for the rows of partitions with a tombstone
+            some = keys.take(pa.array(hit, pa.int64()))
+            out[hit] = self.times(list(zip(*[some.column(i).to_pylist() for i in range(some.num_columns)])))
+        return out
 
     def times(self, keys: list[tuple]) -> np.ndarray:
         """The newest tombstone covering each primary key (0: none)."""
