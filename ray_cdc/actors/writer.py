@@ -6,21 +6,26 @@ from collections.abc import Callable
 
 import ray
 
-from ray_cdc.commitlog.reader import ChangeSet
+from ray_cdc.commitlog.position import CommitLogPosition
 from ray_cdc.pipeline.writing import ApplyResult, DestinationWriter, RetryPolicy
 
 
 @ray.remote
 class WriterActor:
-    """`destination_factory` builds the destination inside the actor (connections never travel)."""
+    """`destination_factory` builds the destination inside the actor (connections never travel).
+    `dead_letters`: a DLQ actor handle, or a factory of a store (built here, not shipped)."""
 
     def __init__(self, name: str, destination_factory: Callable, offsets, dead_letters=None,
-                 policy: RetryPolicy | None = None):
+                 policy: RetryPolicy | None = None, detach_after: float | None = None):
         destination = self._destination = destination_factory()
         destination.open()
         self._name = name
-        dlq = dead_letters() if callable(dead_letters) else dead_letters  # a factory: built here, not shipped
-        self._writer = DestinationWriter(destination, dlq, policy or RetryPolicy())
+        dlq = dead_letters() if callable(dead_letters) and not hasattr(dead_letters, "add") else dead_letters
+        if hasattr(dlq, "add") and hasattr(dlq.add, "remote"):
+            from ray_cdc.actors.dlq import RemoteDeadLetters
+
+            dlq = RemoteDeadLetters(dlq)
+        self._writer = DestinationWriter(destination, dlq, policy or RetryPolicy(), detach_after=detach_after)
         self._offsets = offsets
         for offset in self._writer.start().values():
             self._offsets.record.remote(name, offset)
@@ -29,8 +34,8 @@ class WriterActor:
         """Release the destination (chDB lets one process at a time open its directory)."""
         self._destination.close()
 
-    def apply(self, node: str, change_set: ChangeSet) -> ApplyResult:
-        result = self._writer.apply(node, change_set)
+    def apply(self, node: str, change_set, start: CommitLogPosition | None = None) -> ApplyResult:
+        result = self._writer.apply(node, change_set, start)
         if result.offset is not None:
             ray.get(self._offsets.record.remote(self._name, result.offset))
         return result

@@ -152,8 +152,9 @@ def destination_factories(config: Config, servers: EmbeddedServers) -> dict[str,
 def replicate(config: Config, *, once: bool = False, stop: threading.Event | None = None,
               servers: EmbeddedServers | None = None) -> list[RayRunSummary]:
     """Replication passes until `stop` is set (SIGTERM/SIGINT set it) or, with `once`, one pass.
-    A pass ends only when every change set it read is committed: stopping between passes is clean."""
-    stop = stop or _stop_on_signals()
+    A stop request during a pass ends it early, after the change sets in flight are committed with
+    their offsets (readers take no new set), so the destinations' offsets match their data exactly."""
+    stop = stop or stop_on_signals()
     servers = servers or EmbeddedServers()
     factories = destination_factories(config, servers)
     sources = {s.name: NodeSource(s.commitlog_dir, s.ray_resource if _has_resource(s.ray_resource) else None)
@@ -165,8 +166,9 @@ def replicate(config: Config, *, once: bool = False, stop: threading.Event | Non
         passes.append(replicate_available_on_ray(
             sources, readers, factories, batch_rows=config.pipeline.batch_rows,
             batch_bytes=config.pipeline.batch_bytes, max_in_flight=config.pipeline.max_in_flight_batches,
-            policy=policy, tables=config.tables, dead_letters=dead_letter_factory(config)))
-        if once or stop.wait(config.pipeline.poll_interval):
+            policy=policy, tables=config.tables, dead_letters=dead_letter_factory(config),
+            retention=config.pipeline.segment_retention, archive_dir=config.pipeline.archive_dir, stop=stop))
+        if once or stop.is_set() or stop.wait(config.pipeline.poll_interval):
             return passes
 
 
@@ -175,9 +177,20 @@ def _has_resource(resource: str) -> bool:
     return resource in ray.cluster_resources()
 
 
-def _stop_on_signals() -> threading.Event:
+def stop_on_signals() -> threading.Event:
+    """An event SIGTERM/SIGINT set: the first asks for a graceful stop (what is in flight is
+    committed); a second one while stopping interrupts at once (KeyboardInterrupt)."""
     stop = threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
+    if threading.current_thread() is not threading.main_thread():
+        return stop  # signals reach the main thread only: the caller sets the event itself
+
+    def handler(signum, _frame):
+        if stop.is_set():
+            raise KeyboardInterrupt(f"second {signal.Signals(signum).name}: stopping without committing")
+        log.warning("%s: committing the change sets in flight, then stopping (again to interrupt)",
+                    signal.Signals(signum).name)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handler)
     return stop

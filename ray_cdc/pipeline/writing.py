@@ -1,13 +1,20 @@
 """The writer's logic: apply ChangeSets to one destination exactly once, retrying what is transient.
 
-Exactly once = offsets committed with the data + replays skipped + idempotent application:
+Exactly once = offsets committed after the data + replays skipped + idempotent application:
 - a set whose end the destination already committed is skipped whole; rows at or before the
-  committed position inside a set are filtered out (a crash can land between two sets only);
-- the offset of a set goes with its *last* table batch (same transaction where the destination
-  has one), so an offset is never saved before all of its set's data;
+  committed position inside a set are filtered out;
+- a set that does not start where the destination's offset is (a *gap*: an earlier set was deferred
+  or lost with a crashed actor) is deferred, never applied: an offset must not jump over data;
+- the offset of a set is committed after all of its batches and after its rejected rows are in the
+  dead-letter store, so an offset never covers data (or dead letters) that is not saved;
 - when a crash falls between two table batches of one set, the set is replayed and its first
   batches applied again: per-column last-writer-wins makes that a no-op.
 Rows the destination rejects go to the dead-letter store; the stream carries on.
+
+Destinations progress independently: with `detach_after`, a destination still failing after that
+many seconds of retries makes `apply` return a *deferred* result instead of blocking its readers
+(which keep feeding the other destinations); a `Breaker` then answers at once until its backoff
+has passed, and the coordinator hands the segment back to this writer later, from its own offset.
 """
 
 from __future__ import annotations
@@ -15,14 +22,15 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ray_cdc.commitlog.reader import ChangeSet
-from ray_cdc.dlq import dead_letters, split_rejected
+from ray_cdc.commitlog.position import CommitLogPosition
+from ray_cdc.dlq import DeadLetterError, dead_letters, split_rejected
 from ray_cdc.errors import TransientDestinationError
 from ray_cdc.offsets import Offset, partition_id
 
@@ -44,22 +52,75 @@ class RetryPolicy:
             yield rng.uniform(0, ceiling)
             ceiling = min(self.maximum, ceiling * 2)
 
+    def ceilings(self) -> Iterator[float]:
+        """The un-jittered delays (the breaker's and the coordinator's waits: deterministic)."""
+        ceiling = self.initial
+        while True:
+            yield ceiling
+            ceiling = min(self.maximum, ceiling * 2)
+
+
+#: what `retry` retries by default: the destinations classify their errors into this type
+RETRYABLE: tuple[type[BaseException], ...] = (TransientDestinationError,)
+
 
 def retry(call: Callable, policy: RetryPolicy, *, what: str, sleep: Callable[[float], None] = time.sleep,
-          clock: Callable[[], float] = time.monotonic):
-    """Run `call`; on TransientDestinationError wait and try again, within the policy's budget."""
+          clock: Callable[[], float] = time.monotonic, budget: float | None = None,
+          retry_on: tuple[type[BaseException], ...] = RETRYABLE):
+    """Run `call`; on a `retry_on` error wait and try again, within the policy's budget (and within
+    `budget` seconds, when given)."""
     started = clock()
     attempt = 0
+    limits = [x for x in (policy.max_elapsed, budget) if x is not None]
     for delay in policy.delays():
         try:
             return call()
-        except TransientDestinationError as e:
+        except retry_on as e:
             attempt += 1
-            if policy.max_elapsed is not None and clock() - started + delay > policy.max_elapsed:
+            if limits and clock() - started + delay > min(limits):
                 raise
             log.warning("%s failed (attempt %d), retrying in %.1f s: %s", what, attempt, delay, e)
             sleep(delay)
     raise AssertionError("unreachable: delays() is endless")
+
+
+class Breaker:
+    """Open while a destination is known to be down, so callers are answered at once.
+
+    closed: writes go through (with `detach_after` seconds of retries). open: every write is deferred
+    until `retry_at`; then one attempt (half-open) closes it again, or re-opens it for longer.
+    `down_for()` lets the writer give up for good after the policy's `max_elapsed`."""
+
+    def __init__(self, policy: RetryPolicy, clock: Callable[[], float] = time.monotonic):
+        self._policy, self._clock = policy, clock
+        self._delays: Iterator[float] | None = None
+        self._retry_at = 0.0
+        self._down_since: float | None = None
+
+    @property
+    def tripped(self) -> bool:
+        return self._down_since is not None
+
+    def allows(self) -> bool:
+        return not self.tripped or self._clock() >= self._retry_at
+
+    def trip(self) -> float:
+        """A write gave up: stay open for the next (growing) delay; returns it."""
+        now = self._clock()
+        if self._down_since is None:
+            self._down_since, self._delays = now, self._policy.ceilings()
+        delay = next(self._delays)
+        self._retry_at = now + delay
+        return delay
+
+    def reset(self) -> None:
+        self._down_since, self._delays, self._retry_at = None, None, 0.0
+
+    def down_for(self) -> float:
+        return 0.0 if self._down_since is None else self._clock() - self._down_since
+
+
+Status = Literal["applied", "skipped", "deferred"]
 
 
 @dataclass
@@ -68,6 +129,33 @@ class ApplyResult:
     skipped_rows: int = 0  # already applied before a restart
     dead_letters: int = 0
     offset: Offset | None = None
+    status: Status = "applied"
+    reason: str = ""  # why a set was deferred
+
+
+@dataclass
+class TableBatch:
+    """One table's rows of a set, with what the destination's `prepare` made of them (transform
+    stage) when it has one: the writer then only loads it."""
+
+    table: Any  # TableSchema
+    batch: pa.RecordBatch
+    prepared: Any = None
+
+
+def table_batches(change_set) -> list[TableBatch]:
+    """A ChangeSet's `(table, batch)` pairs, or a transformed set's TableBatches, alike."""
+    items = getattr(change_set, "items", None)
+    if items is not None:
+        return list(items)
+    return [TableBatch(t, b) for t, b in change_set.batches]
+
+
+class _Unset:
+    pass
+
+
+UNSET: Any = _Unset()
 
 
 @dataclass
@@ -75,11 +163,17 @@ class DestinationWriter:
     """Applies ChangeSets of any node to one destination (see the module doc)."""
 
     destination: object  # ray_cdc.destinations.base.Destination
-    dead_letters: object | None = None  # ray_cdc.dlq store: add(entries)
+    dead_letters: object | None = None  # anything with add(entries): a ray_cdc.dlq store, the DLQ actor
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     sleep: Callable[[float], None] = time.sleep
+    detach_after: float | None = None  # None: retry in place for as long as the policy allows
+    clock: Callable[[], float] = time.monotonic
     _committed: dict[str, Offset] = field(default_factory=dict)
     _tables: set = field(default_factory=set)
+    _breaker: Breaker | None = None
+
+    def __post_init__(self):
+        self._breaker = Breaker(self.policy, self.clock)
 
     def start(self) -> dict[str, Offset]:
         self._committed = dict(retry(self.destination.committed_offsets, self.policy,
@@ -89,42 +183,76 @@ class DestinationWriter:
     def committed(self, partition: str) -> Offset | None:
         return self._committed.get(partition)
 
-    def apply(self, node: str, change_set: ChangeSet) -> ApplyResult:
+    def apply(self, node: str, change_set, start: CommitLogPosition | None = UNSET) -> ApplyResult:
+        """Apply one set. `start`: the position the set follows (None: the segment's beginning);
+        given, a set that does not follow this destination's offset is deferred (see module doc)."""
         key = partition_id(node, change_set.segment_id)
         committed = self._committed.get(key)
-        result = ApplyResult()
         target = Offset(node, change_set.segment_id, change_set.end.offset, change_set.completed)
+        items = table_batches(change_set)
+        total = sum(i.batch.num_rows for i in items)
         if committed is not None and (committed.position > target.position or committed == target):
-            result.skipped_rows = change_set.rows
-            return result
-        batches = [(t, _after(b, committed)) for t, b in change_set.batches]
-        result.skipped_rows = change_set.rows - sum(b.num_rows for _, b in batches)
-        batches = [(t, b) for t, b in batches if b.num_rows]
-        if not batches:
-            self._commit_offsets([target])
-        for i, (table, batch) in enumerate(batches):
-            offsets = [target] if i == len(batches) - 1 else []
-            written = self._write(table, batch, offsets)
-            result.rows += written.rows
-            result.dead_letters += self._dead_letter(node, table, batch, written.rejected)
+            return ApplyResult(skipped_rows=total, status="skipped")
+        if start is not UNSET and _gap(committed, start):
+            return ApplyResult(status="deferred", reason=f"gap: {key} is at "
+                               f"{committed.position if committed else 'nothing'}, the set follows {start}")
+        if self.detach_after is not None and not self._breaker.allows():
+            return ApplyResult(status="deferred", reason=f"{self.destination.name} is unavailable")
+        # a half-open breaker tries once: the destination just failed, its readers must not wait long
+        budget = None if self.detach_after is None else 0.0 if self._breaker.tripped else self.detach_after
+        try:
+            result = self._apply(node, items, committed, target, budget)
+        except (TransientDestinationError, DeadLetterError) as e:
+            if self.detach_after is None:
+                raise
+            self._breaker.trip()
+            if self.policy.max_elapsed is not None and self._breaker.down_for() > self.policy.max_elapsed:
+                raise  # down for longer than the operator allows: stop rather than fall behind forever
+            log.warning("%s: deferring %s up to %s: %s", self.destination.name, key, target.position, e)
+            return ApplyResult(status="deferred", reason=str(e))
+        self._breaker.reset()
         self._committed[key] = committed.advance(target) if committed is not None else target
         result.offset = target
         return result
 
-    def _write(self, table, batch: pa.RecordBatch, offsets: list[Offset]):
+    def _apply(self, node, items: list[TableBatch], committed: Offset | None, target: Offset,
+               budget: float | None) -> ApplyResult:
+        result = ApplyResult()
+        for item in items:
+            batch = _after(item.batch, committed)
+            result.skipped_rows += item.batch.num_rows - batch.num_rows
+            if not batch.num_rows:
+                continue
+            # a set partly applied before (resumed mid-set) is re-prepared from its remaining rows
+            prepared = item.prepared if batch.num_rows == item.batch.num_rows else None
+            written = self._write(item.table, batch, prepared, budget)
+            result.rows += written.rows
+            result.dead_letters += self._dead_letter(node, item.table, batch, written.rejected, budget)
+        self._commit_offsets([target], budget)
+        return result
+
+    def _write(self, table, batch: pa.RecordBatch, prepared, budget: float | None):
         name = self.destination.name
         if table.id not in self._tables:
-            retry(lambda: self.destination.ensure_table(table), self.policy,
-                  what=f"{name}: creating {table.qualified_name}", sleep=self.sleep)
+            retry(lambda: self.destination.ensure_table(table), self.policy, budget=budget,
+                  what=f"{name}: creating {table.qualified_name}", sleep=self.sleep, clock=self.clock)
             self._tables.add(table.id)
-        return retry(lambda: self.destination.write(table, batch, offsets), self.policy,
-                     what=f"{name}: writing {batch.num_rows} rows of {table.qualified_name}", sleep=self.sleep)
+        if prepared is not None and hasattr(self.destination, "write_prepared"):
+            def call():
+                return self.destination.write_prepared(prepared, [])
+        else:
+            def call():
+                return self.destination.write(table, batch, [])
+        # offsets are committed once the whole set and its dead letters are saved (module doc)
+        return retry(call, self.policy, budget=budget, sleep=self.sleep, clock=self.clock,
+                     what=f"{name}: writing {batch.num_rows} rows of {table.qualified_name}")
 
-    def _commit_offsets(self, offsets: list[Offset]) -> None:
-        retry(lambda: self.destination.commit_offsets(offsets), self.policy,
-              what=f"{self.destination.name}: committing offsets", sleep=self.sleep)
+    def _commit_offsets(self, offsets: list[Offset], budget: float | None) -> None:
+        retry(lambda: self.destination.commit_offsets(offsets), self.policy, budget=budget,
+              what=f"{self.destination.name}: committing offsets", sleep=self.sleep, clock=self.clock)
 
-    def _dead_letter(self, node: str, table, batch: pa.RecordBatch, rejected: list[tuple[int, str]]) -> int:
+    def _dead_letter(self, node: str, table, batch: pa.RecordBatch, rejected: list[tuple[int, str]],
+                     budget: float | None) -> int:
         if not rejected:
             return 0
         if self.dead_letters is None:
@@ -132,9 +260,20 @@ class DestinationWriter:
                       self.destination.name, len(rejected), table.qualified_name)
             return 0
         _, bad, reasons = split_rejected(batch, rejected)
-        self.dead_letters.add(dead_letters(bad, reasons, destination=self.destination.name, node=node,
-                                           error_class="RejectedRow"))
+        entries = dead_letters(bad, reasons, destination=self.destination.name, node=node,
+                               error_class="RejectedRow")
+        # a store that is down is waited for like a destination: the offset must not pass these rows
+        retry(lambda: self.dead_letters.add(entries), self.policy, budget=budget, sleep=self.sleep,
+              clock=self.clock, retry_on=(DeadLetterError,),
+              what=f"{self.destination.name}: saving {bad.num_rows} dead letters")
         return bad.num_rows
+
+
+def _gap(committed: Offset | None, start: CommitLogPosition | None) -> bool:
+    """The set starts after `start`; the destination holds everything up to `committed`."""
+    if start is None:
+        return False
+    return committed is None or committed.position < start.offset
 
 
 def _after(batch: pa.RecordBatch, committed: Offset | None) -> pa.RecordBatch:

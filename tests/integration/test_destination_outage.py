@@ -1,64 +1,112 @@
-"""PostgreSQL goes away for 20 s in the middle of a run: the writer retries with backoff and, once
-the server is back, finishes; the result equals the oracle (nothing lost, nothing doubled)."""
+"""PostgreSQL goes away for 20 s in the middle of a run on Ray: its writer retries with backoff, then
+lets the readers go on without it; ClickHouse (chDB) keeps advancing during the outage; once the
+server is back, PostgreSQL catches up from its own offsets. Both end equal to the oracle (nothing
+lost, nothing doubled), every offset completed. Retention (archive) moves a segment only once both
+destinations committed it: none while PostgreSQL is down, all of them at the end."""
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 import uuid
 
+import ray
+
 from ray_cdc.commitlog.reader import CommitLogReader
-from ray_cdc.commitlog.workload import demo_tables
+from ray_cdc.destinations.clickhouse import ClickHouseDestination
 from ray_cdc.destinations.postgres import PostgresDestination
-from ray_cdc.pipeline.local import replicate_available
-from ray_cdc.pipeline.writing import DestinationWriter, RetryPolicy
+from ray_cdc.pipeline.distributed import NodeSource, replicate_available_on_ray
+from ray_cdc.pipeline.run import DestinationFactory
+from ray_cdc.pipeline.writing import RetryPolicy
 from ray_cdc.schema.registry import SchemaRegistry
+from tests.integration.pipeline_checks import (
+    assert_clickhouse_equals_oracle,
+    assert_postgres_equals_oracle,
+    progress,
+)
 from tests.integration.test_local_pipeline import two_nodes  # noqa: F401  (module fixture)
-from tests.integration.test_postgres_destination import compare
+from tests.integration.test_ray_pipeline import local_ray  # noqa: F401  (module fixture)
 
 OUTAGE_SECONDS = 20
 
 
-def test_writer_rides_out_a_20_second_outage(postgres_server, two_nodes):  # noqa: F811
+def test_clickhouse_keeps_going_while_postgres_is_down_for_20_seconds(
+        local_ray, postgres_server, two_nodes, tmp_path):  # noqa: F811
     root, schema, states, n_segments = two_nodes
-    name = "o_" + uuid.uuid4().hex[:8]
-    destination = PostgresDestination(postgres_server.dsn, name=name, schema=name)
-    destination.open()
-    slept: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        time.sleep(seconds)
-
-    writer = DestinationWriter(destination, policy=RetryPolicy(initial=0.5, maximum=4), sleep=sleep)
-    first_write = threading.Event()
-    original_write = destination.write
-
-    def write(*args, **kwargs):  # the outage starts once replication is under way
-        first_write.set()
-        return original_write(*args, **kwargs)
-
-    destination.write = write
-    down_for: list[float] = []
+    shutil.copytree(root, tmp_path / "nodes")  # retention moves segments away: not the shared ones
+    root = tmp_path / "nodes"
+    archive = tmp_path / "archive"
+    run_id, name = uuid.uuid4().hex[:8], "o_" + uuid.uuid4().hex[:8]
+    ch_dsn = f"chdb://{tmp_path / 'clickhouse'}"
+    factories = {"pg": DestinationFactory(name, "postgres", postgres_server.dsn, schema=name),
+                 "ch": DestinationFactory("ch", "clickhouse", ch_dsn, database="default")}
+    seen: dict[str, tuple] = {}
+    failures: list[BaseException] = []
 
     def outage():
-        first_write.wait(60)
-        postgres_server.stop()
-        started = time.monotonic()
-        time.sleep(OUTAGE_SECONDS)
-        postgres_server.start()
-        down_for.append(time.monotonic() - started)
+        try:
+            offsets = None
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:  # the outage starts once PostgreSQL committed something
+                try:
+                    offsets = ray.get_actor(f"{run_id}:offsets")
+                    if ray.get(offsets.snapshot.remote()).get("pg"):
+                        break
+                except ValueError:
+                    pass
+                time.sleep(0.05)
+            postgres_server.stop()
+            started = time.monotonic()
+            time.sleep(1)  # let the in-flight sets meet the closed server
+            at_stop = ray.get(offsets.snapshot.remote())
+            time.sleep(OUTAGE_SECONDS - 1)
+            before_restart = ray.get(offsets.snapshot.remote())
+            archived_while_down = {f"{p.parent.name}/{p.name.split('-')[-1][:-4]}"
+                                   for p in archive.glob("*/CommitLog-*.log")}
+            pg_completed = {pid for pid, o in before_restart.get("pg", {}).items() if o.completed}
+            postgres_server.start()
+            seen.update(down=time.monotonic() - started,
+                        ch=(progress(at_stop.get("ch", {})), progress(before_restart.get("ch", {}))),
+                        pg=(progress(at_stop.get("pg", {})), progress(before_restart.get("pg", {}))),
+                        archived_while_down=archived_while_down, pg_completed=pg_completed)
+        except BaseException as e:  # noqa: BLE001 - reported by the test thread below
+            failures.append(e)
 
     thread = threading.Thread(target=outage, daemon=True)
     thread.start()
-    summary = replicate_available({"a": root / "a", "b": root / "b"},
-                                  lambda node: CommitLogReader(SchemaRegistry(schema)), {"pg": writer},
-                                  batch_rows=100)
+    started = time.monotonic()
+    summary = replicate_available_on_ray(
+        {node: NodeSource(root / node, f"cassandra-node-{node}") for node in ("a", "b")},
+        lambda node: CommitLogReader(SchemaRegistry(schema)), factories, batch_rows=100, max_in_flight=2,
+        policy=RetryPolicy(initial=0.5, maximum=2), detach_after=2.0, run_id=run_id,
+        retention="archive", archive_dir=archive)
+    elapsed = time.monotonic() - started
     thread.join()
-    assert down_for and down_for[0] >= OUTAGE_SECONDS
-    assert sum(slept) >= OUTAGE_SECONDS * 0.5 and len(slept) >= 3  # it waited, with growing backoff
-    assert summary.segments == 2 * n_segments
-    for table in demo_tables():
-        compare(destination, table, states[table.qualified_name])
-    offsets = destination.committed_offsets()
-    assert len(offsets) == 2 * n_segments and all(o.completed for o in offsets.values())
+    assert not failures, failures
+    print(f"run {elapsed:.1f}s, outage {seen['down']:.1f}s, ch progress {seen['ch']}, pg progress {seen['pg']}, "
+          f"readers {summary.readers}")
+    assert seen["down"] >= OUTAGE_SECONDS
+    (ch_completed_at_stop, ch_pos_at_stop), (ch_completed_later, ch_pos_later) = seen["ch"]
+    assert ch_pos_later > ch_pos_at_stop and ch_completed_later > ch_completed_at_stop, \
+        "ClickHouse did not advance while PostgreSQL was down: the destinations are in lockstep"
+    assert seen["pg"][0] == seen["pg"][1]  # nothing reached PostgreSQL while it was down (sanity)
+    assert sum(r["deferrals"] for r in summary.readers) >= 1  # the PostgreSQL writer was detached
+    assert elapsed >= OUTAGE_SECONDS  # and it caught up only after the server came back
+    # what ClickHouse alone had committed stayed; only what PostgreSQL completed before could go
+    assert seen["archived_while_down"] <= seen["pg_completed"], seen["archived_while_down"]
+    assert summary.retired == 2 * n_segments == len(list(archive.glob("*/CommitLog-*.log")))
+    assert not list(root.glob("*/CommitLog-*.log"))
+
+    pg = PostgresDestination(postgres_server.dsn, name=name, schema=name)
+    pg.open()
+    assert_postgres_equals_oracle(pg, states)
+    ch = ClickHouseDestination(ch_dsn, name="ch", database="default")
+    ch.open()
+    try:
+        assert_clickhouse_equals_oracle(ch, states)
+        for destination in (pg, ch):
+            offsets = destination.committed_offsets()
+            assert len(offsets) == 2 * n_segments and all(o.completed for o in offsets.values()), destination.name
+    finally:
+        ch.close()

@@ -11,6 +11,7 @@ from ray_cdc.offsets import Offset
 from ray_cdc.pipeline.coordination import (
     Coordinator,
     SegmentRef,
+    Wait,
     discover_segments,
     fully_committed,
     resume_position,
@@ -107,3 +108,62 @@ def test_archive_without_a_directory_is_a_config_error(tmp_path):
     [segment] = discover_segments("a", tmp_path / "a")
     with pytest.raises(ConfigError, match="archive_dir"):
         retire_segment(segment, "archive", None)
+
+
+# --- destinations progress independently -------------------------------------------------------------
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_a_deferred_segment_comes_back_for_the_deferring_destination_only(tmp_path):
+    _touch(tmp_path / "a", 1, 2)
+    clock = _Clock()
+    coordinator = Coordinator({"a": tmp_path / "a"}, ["pg", "ch"], backoff=lambda: iter([5.0, 10.0]),
+                              clock=clock)
+    coordinator.refresh({})
+    first = coordinator.next_assignment("r", "a", {})
+    assert first.destinations == {"pg", "ch"} and first.start is None
+    assert not coordinator.finished(first.segment, completed=True, deferred=["pg"])  # pg was down
+    second = coordinator.next_assignment("r", "a", {})
+    assert second.segment.segment_id == 2  # the others are not held up by pg
+    assert coordinator.finished(second.segment, completed=True)
+    wait = coordinator.next_assignment("r", "a", {})
+    assert isinstance(wait, Wait) and wait.seconds == 5.0  # segment 1 is owed to pg, after a backoff
+    assert not coordinator.idle()
+    clock.now = 5.0
+    committed = {"pg": {"a/1": Offset("a", 1, 300)}, "ch": {"a/1": Offset("a", 1, 900, completed=True)}}
+    again = coordinator.next_assignment("r", "a", committed)
+    assert again.destinations == {"pg"} and again.start == CommitLogPosition(1, 300)  # pg's own offset
+    coordinator.finished(again.segment, completed=True, deferred=["pg"])  # still down: waits longer
+    clock.now = 10.0
+    assert coordinator.next_assignment("r", "a", committed).seconds == 5.0
+    clock.now = 15.0
+    last = coordinator.next_assignment("r", "a", committed)
+    assert coordinator.finished(last.segment, completed=True)
+    assert coordinator.next_assignment("r", "a", committed) is None and coordinator.idle()
+    assert [s.segment_id for s in coordinator.done()] == [1, 2]
+
+
+def test_lost_reader_requeues_with_the_destinations_it_was_feeding(tmp_path):
+    _touch(tmp_path / "a", 1)
+    coordinator = Coordinator({"a": tmp_path / "a"}, ["pg", "ch"], backoff=lambda: iter([0.0]))
+    coordinator.refresh({})
+    coordinator.finished(coordinator.next_assignment("r1", "a", {}).segment, completed=True, deferred=["ch"])
+    assert coordinator.next_assignment("r1", "a", {}).destinations == {"ch"}
+    coordinator.reader_lost("r1")
+    assert coordinator.next_assignment("r2", "a", {}).destinations == {"ch"}
+
+
+def test_a_destination_without_any_offset_has_not_committed_anything(tmp_path):
+    seg = SegmentRef("a", 1, tmp_path / "CommitLog-7-1.log")
+    ch_only = {"ch": {"a/1": Offset("a", 1, 50, completed=True)}}
+    assert fully_committed(seg, ch_only)  # every destination *that reported*
+    assert not fully_committed(seg, ch_only, ["pg", "ch"])  # pg never reported: not retired
+    assert fully_committed(seg, {**ch_only, "pg": {"a/1": Offset("a", 1, 50, completed=True)}}, ["pg", "ch"])
+    assert resume_position(seg, {"pg": {"a/1": Offset("a", 1, 7)}, **ch_only}, ["pg"]) == CommitLogPosition(1, 7)

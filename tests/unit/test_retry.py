@@ -56,3 +56,54 @@ def test_the_time_budget_ends_retrying():
         retry(down, RetryPolicy(initial=1, maximum=4, max_elapsed=20), what="write", sleep=sleep,
               clock=lambda: now[0])
     assert now[0] <= 20
+
+
+# --- the breaker and the retry budget (destinations progress independently) ----------------------------
+
+
+def test_the_budget_bounds_retrying_in_place():
+    now, calls = [0.0], []
+
+    def down():
+        calls.append(now[0])
+        raise TransientDestinationError("down", destination="pg")
+
+    def sleep(seconds):
+        now[0] += seconds
+
+    with pytest.raises(TransientDestinationError):
+        retry(down, RetryPolicy(initial=1, maximum=2), what="write", sleep=sleep, clock=lambda: now[0], budget=5)
+    assert now[0] <= 5 and len(calls) >= 2
+    calls.clear()
+    with pytest.raises(TransientDestinationError):  # budget 0: one attempt, no wait (a half-open probe)
+        retry(down, RetryPolicy(), what="write", sleep=sleep, clock=lambda: now[0], budget=0)
+    assert len(calls) == 1
+
+
+def test_retry_on_other_error_types():
+    from ray_cdc.dlq import DeadLetterError
+
+    attempts = []
+
+    def flaky():
+        attempts.append(1)
+        if len(attempts) < 2:
+            raise DeadLetterError("store unreachable")
+        return 3
+
+    assert retry(flaky, RetryPolicy(), what="dlq", sleep=lambda _: None, retry_on=(DeadLetterError,)) == 3
+
+
+def test_breaker_opens_for_growing_delays_and_closes_on_success():
+    from ray_cdc.pipeline.writing import Breaker
+
+    now = [100.0]
+    breaker = Breaker(RetryPolicy(initial=1, maximum=4), clock=lambda: now[0])
+    assert breaker.allows() and not breaker.tripped
+    assert [breaker.trip() for _ in range(4)] == [1, 2, 4, 4]
+    assert not breaker.allows()
+    now[0] += 4
+    assert breaker.allows() and breaker.tripped and breaker.down_for() == 4  # half-open: one probe
+    breaker.reset()
+    assert breaker.allows() and not breaker.tripped and breaker.down_for() == 0
+    assert breaker.trip() == 1  # a new outage starts from the initial delay again

@@ -1,0 +1,42 @@
+"""Transform actors: one per Cassandra node, beside its reader (logic in ray_cdc/transforms)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import ray
+
+from ray_cdc.transforms import TransformedSet, Transformer, TransformSettings
+
+
+@dataclass(frozen=True)
+class TransformerFactory:
+    """Builds the Transformer inside the actor. Destinations are built *unopened*, for their pure
+    `prepare` only (no connection is made here); those without one are left out."""
+
+    settings: TransformSettings = field(default_factory=TransformSettings)
+    destination_factories: Mapping[str, Callable] = field(default_factory=dict)
+
+    def __call__(self) -> Transformer:
+        preparers = {}
+        for name, factory in self.destination_factories.items():
+            destination = factory()
+            if callable(getattr(destination, "prepare", None)):
+                preparers[name] = destination
+        return Transformer(self.settings, preparers=preparers)
+
+
+# No CPU reserved: a pinned actor would otherwise hold a whole CPU for its lifetime (Ray's rule for
+# actors with explicit resources), doubling each node's reservation next to its reader; its work
+# (coalescing, masking, prepare) is small next to decoding.
+@ray.remote(num_cpus=0)
+class TransformActor:
+    def __init__(self, factory: Callable[[], Transformer]):
+        self._transformer = factory()
+
+    def common(self, change_set) -> TransformedSet:
+        return self._transformer.common(change_set)
+
+    def for_destination(self, transformed: TransformedSet, destination: str) -> TransformedSet:
+        return self._transformer.for_destination(transformed, destination)

@@ -1,0 +1,78 @@
+"""The Transformer: the transform steps in order, for one set at a time (see the package doc)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from ray_cdc.pipeline.writing import TableBatch, table_batches
+from ray_cdc.schema.model import TableSchema
+from ray_cdc.transforms.coalesce import coalesce
+from ray_cdc.transforms.masking import Mask, no_mask
+from ray_cdc.transforms.ttl import fill_expiry
+
+Step = Callable[[pa.RecordBatch, TableSchema], pa.RecordBatch]
+
+
+@dataclass(frozen=True)
+class TransformSettings:
+    coalesce: bool = True  # see benchmarks/transform_coalesce.py for what it saves
+    fill_expiry: bool = True
+
+
+@dataclass
+class TransformedSet:
+    """A ChangeSet after the transform stage: the same range of the log, per-table `TableBatch`es
+    (possibly fewer rows, and the destination's prepared form)."""
+
+    segment_id: int
+    end: Any  # CommitLogPosition
+    completed: bool
+    items: list[TableBatch]
+    input_rows: int = 0  # rows before coalescing
+
+    @property
+    def rows(self) -> int:
+        return sum(i.batch.num_rows for i in self.items)
+
+
+@dataclass
+class Transformer:
+    settings: TransformSettings = field(default_factory=TransformSettings)
+    mask: Mask = no_mask
+    # destination name -> an unopened destination (only its pure `prepare` is used); absent: none
+    preparers: Mapping[str, Any] = field(default_factory=dict)
+
+    def steps(self) -> list[Step]:
+        steps: list[Step] = []
+        if self.settings.coalesce:
+            steps.append(coalesce)
+        if self.settings.fill_expiry:
+            steps.append(lambda batch, table: fill_expiry(batch))
+        return steps
+
+    def common(self, change_set) -> TransformedSet:
+        """The steps every destination shares, once per set."""
+        steps = self.steps()
+        items = []
+        for item in table_batches(change_set):
+            batch = item.batch
+            for step in steps:
+                batch = step(batch, item.table)
+            items.append(TableBatch(item.table, batch))
+        return TransformedSet(change_set.segment_id, change_set.end, change_set.completed, items,
+                              input_rows=change_set.rows)
+
+    def for_destination(self, transformed: TransformedSet, destination: str) -> TransformedSet:
+        """Masking, then the destination's `prepare` (when it has one)."""
+        prepare = getattr(self.preparers.get(destination), "prepare", None)
+        items = []
+        for item in transformed.items:
+            batch = self.mask(item.batch, item.table, destination)
+            prepared = prepare(item.table, batch) if prepare is not None and batch.num_rows else None
+            items.append(TableBatch(item.table, batch, prepared))
+        return TransformedSet(transformed.segment_id, transformed.end, transformed.completed, items,
+                              transformed.input_rows)
