@@ -1,6 +1,7 @@
 """`ray-cdc` command line.
 
-Exit codes: 0 success; 1 the input or a service was wrong (a typed ray_cdc error, printed on one
+Exit codes: 0 success (for `run`, also after SIGTERM/SIGINT: the change sets in flight were committed
+with their offsets); 1 the input or a service was wrong (a typed ray_cdc error, printed on one
 line with what and where); 2 the command line itself was wrong.
 """
 
@@ -108,16 +109,32 @@ def _validate(args) -> int:
 
 def _run(args) -> int:
     from ray_cdc.config import load_config
-    from ray_cdc.pipeline.run import replicate
+    from ray_cdc.pipeline.run import replicate, stop_on_signals
 
     config = load_config(args.config)
     logging.getLogger("ray_cdc").setLevel(logging.INFO)
     logging.getLogger(__name__).info("configuration: %s", json.dumps(config.redacted_dict()))
+    # a signal before Ray starts is a stop request too; ray.init replaces the SIGTERM handler with
+    # one that exits at once (nothing is in flight yet), so ours is put back right after it
+    stop = stop_on_signals()
     _init_ray()
-    passes = replicate(config, once=args.once)
+    stop = _keep_handlers(stop)
+    passes = replicate(config, once=args.once, stop=stop)
     rows = sum(r["rows"] for p in passes for r in p.readers)
-    print(f"replicated {rows} row changes in {len(passes)} pass(es)")
+    stopped = " (stopped on request: every change set in flight committed)" if stop.is_set() else ""
+    print(f"replicated {rows} row changes in {len(passes)} pass(es){stopped}")
     return EXIT_OK
+
+
+def _keep_handlers(stop):
+    """ray.init may have installed its own SIGTERM handler: put ours back (a stop already requested
+    is kept)."""
+    from ray_cdc.pipeline.run import stop_on_signals
+
+    again = stop_on_signals()
+    if stop.is_set():
+        again.set()
+    return again
 
 
 def _init_ray() -> None:
