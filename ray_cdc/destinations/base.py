@@ -70,3 +70,20 @@ class Destination(Protocol):
         """Raise if the destination is unreachable (readiness checks)."""
 
     def close(self) -> None: ...
+
+
+class PreparingDestination(Destination, Protocol):
+    """A destination whose write splits in two (optional: the pipeline checks for `prepare`).
+
+    `prepare` is pure and connection-free (type mapping, staging rows, finding values the store would
+    refuse), so the transform actors run it off the writer's critical path; `write_prepared` only
+    loads the result. `write(table, batch, offsets)` must equal `write_prepared(prepare(table,
+    batch), offsets)`. `WriteResult.rejected` indices refer to the rows of the batch given to
+    `prepare`. A writer that resumes inside a set re-prepares the remaining rows itself.
+    """
+
+    def prepare(self, table: TableSchema, batch: pa.RecordBatch) -> object:
+        """The batch in the form `write_prepared` loads (picklable: it travels between actors)."""
+
+    def write_prepared(self, prepared: object, offsets: list[Offset]) -> WriteResult:
+        """Apply a prepared batch and advance `offsets` (the same guarantees as `write`)."""
