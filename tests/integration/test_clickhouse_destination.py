@@ -412,3 +412,16 @@ def test_prepare_then_write_prepared_equals_write(dest, tmp_path):
     assert sum(p.rows.num_rows - p.direct.num_rows for p in prepared) > 100  # ... and the merge too
     for table in {t.id: t for t, _ in pairs}.values():
         assert live_rows(dest, table) == live_rows(dest, copies[table.id]), table.name
+
+
+def test_composite_key_columns_are_refused_by_name():
+    from ray_cdc.errors import FatalDestinationError
+
+    t = parse_cql_type
+    table = TableSchema("ray_cdc_t", "frozen_key", uuid.uuid5(uuid.NAMESPACE_OID, "frozen_key"), (
+        ColumnSchema("id", t("bigint"), ColumnKind.PARTITION_KEY),
+        ColumnSchema("tags", t("frozen<list<int>>"), ColumnKind.CLUSTERING),
+        ColumnSchema("a", t("text"), ColumnKind.REGULAR)))
+    b = batch(table, lambda m: m.insert({"tags": [1, 2]}, {"a": "x"}, timestamp=10))
+    with pytest.raises(FatalDestinationError, match="ray_cdc_t.frozen_key: primary key column tags"):
+        ClickHouseDestination.prepare(table, b)

@@ -25,6 +25,7 @@ see `cells.py`).
 
 from __future__ import annotations
 
+from ray_cdc.errors import FatalDestinationError
 from ray_cdc.schema.model import ColumnSchema, TableSchema
 from ray_cdc.schema.types import CqlType
 
@@ -60,6 +61,22 @@ ELEMENT_COLUMNS = (
 def has_elements(table: TableSchema) -> bool:
     """Whether the table has a non-frozen collection or UDT (and so the element-state columns)."""
     return any(c.type.is_multicell for c in value_columns(table))
+
+
+# primary key types the destination keys rows by: scalars ClickHouse compares exactly (a composite key
+# column, a frozen collection or tuple, is refused rather than matched approximately)
+KEY_TYPES = frozenset(("ascii", "text", "varchar", "inet", "varint", "decimal", "blob", "custom", "boolean",
+                       "tinyint", "smallint", "int", "bigint", "counter", "time", "float", "double", "uuid",
+                       "timeuuid", "date", "timestamp"))
+
+
+def check_key_types(table: TableSchema) -> None:
+    """Raises FatalDestinationError, naming the column and table, for a key column of another type."""
+    for column in key_columns(table):
+        if column.type.name not in KEY_TYPES:
+            raise FatalDestinationError(
+                f"{table.keyspace}.{table.name}: primary key column {column.name} of type {column.type.cql()} "
+                "is not supported by the ClickHouse destination", destination="clickhouse")
 
 
 def quote(name: str) -> str:

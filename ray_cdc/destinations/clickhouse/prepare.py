@@ -18,7 +18,6 @@ import pyarrow.compute as pc
 from ray_cdc.destinations.clickhouse import ddl
 from ray_cdc.destinations.clickhouse.direct import candidates, direct_rows, sorted_keys
 from ray_cdc.destinations.clickhouse.forms import rejections, to_stored
-from ray_cdc.destinations.clickhouse.literals import literal_function
 from ray_cdc.destinations.clickhouse.store import stored_schema
 from ray_cdc.schema.model import TableSchema
 
@@ -55,14 +54,8 @@ def dedup_token(table: TableSchema, batch: pa.RecordBatch | pa.Table) -> str:
     return f"{table.id}:{first_seg}.{first_pos}-{last_seg}.{last_pos}:{batch.num_rows}"
 
 
-def check_key_types(table: TableSchema) -> None:
-    """Raises FatalDestinationError for primary key columns of a type the destination cannot key by."""
-    for column in ddl.key_columns(table):
-        literal_function(column.type)
-
-
 def prepare(table: TableSchema, batch: pa.RecordBatch) -> Prepared:
-    check_key_types(table)
+    ddl.check_key_types(table)
     token = dedup_token(table, batch)
     data, rejected = accept(table, pa.Table.from_batches([batch]))
     key_names = [c.name for c in ddl.key_columns(table)]
