@@ -4,6 +4,7 @@ pipeline/coordination.py)."""
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import ray
@@ -20,6 +21,9 @@ from ray_cdc.pipeline.coordination import (
 
 log = logging.getLogger(__name__)
 
+#: while a pass waits for a deferring destination, how often the directories are scanned again
+RESCAN_INTERVAL = 1.0
+
 
 @ray.remote(num_cpus=0)
 class CoordinatorActor:
@@ -33,12 +37,17 @@ class CoordinatorActor:
         self._archive_dir = Path(archive_dir) if archive_dir else None
         self._retired: set[SegmentRef] = set()
         self._stopping = False
+        self._scanned = 0.0
 
     def _committed(self):
         return ray.get(self._offsets.snapshot.remote())
 
     def refresh(self) -> int:
-        queued = len(self._coordinator.refresh(self._committed()))
+        return self._scan(self._committed())
+
+    def _scan(self, committed) -> int:
+        self._scanned = time.monotonic()
+        queued = len(self._coordinator.refresh(committed))
         for segment in self._coordinator.done():  # committed everywhere by an earlier run
             self._retire(segment)
         return queued
@@ -46,7 +55,13 @@ class CoordinatorActor:
     def next_assignment(self, reader: str, node: str) -> Assignment | Wait | None:
         if self._stopping:
             return None
-        return self._coordinator.next_assignment(reader, node, self._committed())
+        committed = self._committed()
+        step = self._coordinator.next_assignment(reader, node, committed)
+        if isinstance(step, Wait) and time.monotonic() - self._scanned >= RESCAN_INTERVAL:
+            # the pass waits for a destination that is down: new segments must still reach the others
+            self._scan(committed)
+            step = self._coordinator.next_assignment(reader, node, committed)
+        return step
 
     def stop(self) -> None:
         """A graceful stop: no new assignment; readers finish the set they are on (`stopping`)."""

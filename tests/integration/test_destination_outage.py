@@ -2,7 +2,9 @@
 lets the readers go on without it; ClickHouse (chDB) keeps advancing during the outage; once the
 server is back, PostgreSQL catches up from its own offsets. Both end equal to the oracle (nothing
 lost, nothing doubled), every offset completed. Retention (archive) moves a segment only once both
-destinations committed it: none while PostgreSQL is down, all of them at the end."""
+destinations committed it: none while PostgreSQL is down, all of them at the end. Segments that
+appear during the outage reach ClickHouse during the outage. (The workload has no TTL inserts: see
+tests/integration/pipeline_checks.py.)"""
 
 from __future__ import annotations
 
@@ -20,22 +22,31 @@ from ray_cdc.pipeline.distributed import NodeSource, replicate_available_on_ray
 from ray_cdc.pipeline.run import DestinationFactory
 from ray_cdc.pipeline.writing import RetryPolicy
 from ray_cdc.schema.registry import SchemaRegistry
-from tests.integration.pipeline_checks import (
+from tests.integration.pipeline_checks import (  # noqa: F401  (ttl_free_nodes: module fixture)
     assert_clickhouse_equals_oracle,
     assert_postgres_equals_oracle,
     progress,
+    ttl_free_nodes,
 )
-from tests.integration.test_local_pipeline import two_nodes  # noqa: F401  (module fixture)
 from tests.integration.test_ray_pipeline import local_ray  # noqa: F401  (module fixture)
 
 OUTAGE_SECONDS = 20
 
 
 def test_clickhouse_keeps_going_while_postgres_is_down_for_20_seconds(
-        local_ray, postgres_server, two_nodes, tmp_path):  # noqa: F811
-    root, schema, states, n_segments = two_nodes
+        local_ray, postgres_server, ttl_free_nodes, tmp_path):  # noqa: F811
+    root, schema, states, n_segments = ttl_free_nodes
     shutil.copytree(root, tmp_path / "nodes")  # retention moves segments away: not the shared ones
     root = tmp_path / "nodes"
+    # each node's last segment appears only during the outage: it must still reach ClickHouse
+    held = tmp_path / "held"
+    late = {}
+    for node in ("a", "b"):
+        last = max(root.glob(f"{node}/CommitLog-*.log"))
+        (held / node).mkdir(parents=True)
+        for path in (last, last.with_name(last.stem + "_cdc.idx")):
+            shutil.move(str(path), held / node / path.name)
+        late[node] = f"{node}/{last.name.split('-')[-1][:-4]}"
     archive = tmp_path / "archive"
     run_id, name = uuid.uuid4().hex[:8], "o_" + uuid.uuid4().hex[:8]
     ch_dsn = f"chdb://{tmp_path / 'clickhouse'}"
@@ -59,17 +70,22 @@ def test_clickhouse_keeps_going_while_postgres_is_down_for_20_seconds(
             postgres_server.stop()
             started = time.monotonic()
             time.sleep(1)  # let the in-flight sets meet the closed server
+            for node in ("a", "b"):  # index file last, as Cassandra writes it
+                for path in sorted(held.glob(f"{node}/*"), key=lambda p: p.suffix == ".idx"):
+                    shutil.move(str(path), root / node / path.name)
             at_stop = ray.get(offsets.snapshot.remote())
             time.sleep(OUTAGE_SECONDS - 1)
             before_restart = ray.get(offsets.snapshot.remote())
             archived_while_down = {f"{p.parent.name}/{p.name.split('-')[-1][:-4]}"
                                    for p in archive.glob("*/CommitLog-*.log")}
             pg_completed = {pid for pid, o in before_restart.get("pg", {}).items() if o.completed}
+            ch_completed = {pid for pid, o in before_restart.get("ch", {}).items() if o.completed}
             postgres_server.start()
             seen.update(down=time.monotonic() - started,
                         ch=(progress(at_stop.get("ch", {})), progress(before_restart.get("ch", {}))),
                         pg=(progress(at_stop.get("pg", {})), progress(before_restart.get("pg", {}))),
-                        archived_while_down=archived_while_down, pg_completed=pg_completed)
+                        archived_while_down=archived_while_down, pg_completed=pg_completed,
+                        ch_completed=ch_completed)
         except BaseException as e:  # noqa: BLE001 - reported by the test thread below
             failures.append(e)
 
@@ -78,7 +94,7 @@ def test_clickhouse_keeps_going_while_postgres_is_down_for_20_seconds(
     started = time.monotonic()
     summary = replicate_available_on_ray(
         {node: NodeSource(root / node, f"cassandra-node-{node}") for node in ("a", "b")},
-        lambda node: CommitLogReader(SchemaRegistry(schema)), factories, batch_rows=100, max_in_flight=2,
+        lambda node: CommitLogReader(SchemaRegistry(schema)), factories, batch_rows=300, max_in_flight=2,
         policy=RetryPolicy(initial=0.5, maximum=2), detach_after=2.0, run_id=run_id,
         retention="archive", archive_dir=archive)
     elapsed = time.monotonic() - started
@@ -93,6 +109,7 @@ def test_clickhouse_keeps_going_while_postgres_is_down_for_20_seconds(
     assert seen["pg"][0] == seen["pg"][1]  # nothing reached PostgreSQL while it was down (sanity)
     assert sum(r["deferrals"] for r in summary.readers) >= 1  # the PostgreSQL writer was detached
     assert elapsed >= OUTAGE_SECONDS  # and it caught up only after the server came back
+    assert set(late.values()) <= seen["ch_completed"]  # segments that appeared while PostgreSQL was down
     # what ClickHouse alone had committed stayed; only what PostgreSQL completed before could go
     assert seen["archived_while_down"] <= seen["pg_completed"], seen["archived_while_down"]
     assert summary.retired == 2 * n_segments == len(list(archive.glob("*/CommitLog-*.log")))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,28 +21,17 @@ import psycopg
 import pytest
 
 from ray_cdc.commitlog.reader import CommitLogReader, sort_segments
-from ray_cdc.commitlog.workload import DEFAULT_MIX, demo_tables, generate
 from ray_cdc.destinations.clickhouse import ClickHouseDestination
 from ray_cdc.destinations.postgres import PostgresDestination
-from ray_cdc.schema.cql import load_cql_schema
 from ray_cdc.schema.registry import SchemaRegistry
-from tests.integration.pipeline_checks import assert_clickhouse_equals_oracle, assert_postgres_equals_oracle
+from tests.integration.pipeline_checks import (  # noqa: F401  (ttl_free_nodes: module fixture)
+    assert_clickhouse_equals_oracle,
+    assert_postgres_equals_oracle,
+    ttl_free_nodes,
+)
 from tests.support.expected_state import expected_state
 
 STOP_BOUND = 30  # seconds from SIGTERM to exit: in-flight sets are small, nothing new is read
-
-
-@pytest.fixture(scope="module")
-def two_nodes(tmp_path_factory):
-    """Like test_local_pipeline's, without TTL inserts (see the module doc)."""
-    root = tmp_path_factory.mktemp("nodes")
-    mix = {op: w for op, w in DEFAULT_MIX.items() if op != "ttl_insert"}
-    summary = generate(root / "a", rows=4000, tables=demo_tables(), seed=21, segment_size=256 << 10,
-                       preallocate=False, mix=mix)
-    shutil.copytree(root / "a", root / "b")
-    schema = load_cql_schema(root / "a" / "schema.cql")
-    changes = list(CommitLogReader(SchemaRegistry(schema)).changes(summary.segments))
-    return root, schema, expected_state(changes), len(summary.segments)
 
 
 def _config(tmp_path, root, schema: str):
@@ -77,8 +65,8 @@ def _covered(changes, offsets):
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_sigterm_commits_what_is_in_flight_then_exits(postgres_server, two_nodes, tmp_path, seed):
-    root, schema_tables, states, n_segments = two_nodes
+def test_sigterm_commits_what_is_in_flight_then_exits(postgres_server, ttl_free_nodes, tmp_path, seed):  # noqa: F811
+    root, schema_tables, states, n_segments = ttl_free_nodes
     name = "g_" + uuid.uuid4().hex[:8]
     config = _config(tmp_path, root, name)
     env = {**os.environ, "PG_DSN": postgres_server.dsn, "RAY_ADDRESS": ""}
