@@ -7,6 +7,17 @@ offsets. Anything failing before COMMIT leaves neither data nor offsets. Rows Po
 bad data are found (fields.py/values.py refuse the ones they can see coming; a COPY that fails on
 data is bisected inside savepoints) and returned in `WriteResult.rejected`; the rest is applied.
 
+Direct path: a write stage that staging.py found fit for it (`Stage.direct`) is COPYed straight into
+the state table, bookkeeping columns included, when the table has no tombstones (nor the batch) and
+its keys are new; it skips the TEMP staging COPY and the INSERT ... SELECT (together about twice the
+cost of the COPY itself). A sample of the keys is probed first (`DIRECT_PROBE_ROWS` rows spread over
+the stage): a hit sends the stage to the staged merge at once. The probe only chooses the path; what
+makes the direct COPY exact is the state table's primary key: a key that exists after all (missed by
+the sample, or inserted by another session meanwhile) fails the COPY with a unique violation, which
+rolls back to a savepoint and takes the staged path (as does a value the server refuses: the staged
+path isolates the row). A new key inserted directly holds exactly what the merge would have
+inserted for it (staging.py builds the bookkeeping the same way).
+
 TTL: `_expires_at` is row-level and follows the row's newest change (exact for `INSERT ... USING TTL`
 of whole rows; a partial TTL write makes the row's expiry that write's). Expired rows drop out of the
 view; the state table keeps them.
@@ -25,9 +36,10 @@ from psycopg.conninfo import conninfo_to_dict
 
 from ray_cdc.destinations.base import Capabilities, WriteResult
 from ray_cdc.destinations.postgres import merge
-from ray_cdc.destinations.postgres.ddl import OFFSETS_DDL, TableNames, names_for, qi, table_ddl
+from ray_cdc.destinations.postgres.ddl import OFFSETS_DDL, TableNames, Target, names_for, pg_type, qi, table_ddl
 from ray_cdc.destinations.postgres.errors import classify, is_bad_data
 from ray_cdc.destinations.postgres.staging import Stage, StagedBatch, stage_batch
+from ray_cdc.destinations.postgres.values import RowProblems, column_values
 from ray_cdc.offsets import Offset
 from ray_cdc.schema.model import TableSchema
 
@@ -37,6 +49,7 @@ TEMP_BUFFERS = "64MB"
 _STAGE_TABLE = {"writes": "rows", "static": "static", "partitions": "partitions",
                 "row_deletes": "row_deletes", "ranges": "ranges"}
 _TOMBSTONE_KINDS = {"partitions": "partitions", "row_deletes": "rows", "ranges": "ranges"}
+DIRECT_PROBE_ROWS = 128  # keys of a direct-path stage probed before its COPY (see the module doc)
 
 
 class PostgresDestination:
@@ -56,6 +69,11 @@ class PostgresDestination:
         self._staged: set = set()  # table ids whose TEMP staging tables exist on this connection
         #: test hook: called with the cursor after the merge, before COMMIT (a failure there rolls back)
         self.before_commit: Callable[[psycopg.Cursor], None] | None = None
+        #: test hook: called with the cursor after a direct-path stage's probe, before its COPY
+        self.before_direct_copy: Callable[[psycopg.Cursor], None] | None = None
+        #: how write stages went: "direct" (COPYed into the state table), "probed" (the probe found a
+        #: key: staged), "conflict" (the direct COPY failed and was rolled back: staged), "staged"
+        self.paths: dict[str, int] = {"direct": 0, "probed": 0, "conflict": 0, "staged": 0}
 
     # --- connection --------------------------------------------------------------------------------
 
@@ -154,17 +172,58 @@ class PostgresDestination:
         conn = self._connection()
         try:
             with conn.transaction(), conn.cursor() as cur:
-                stages = self._ensure_stages(cur, names)
-                for key, stage in staged.stages().items():
-                    target = getattr(stages, _STAGE_TABLE[key])
-                    self._copy_isolating(conn, cur, target, stage, rejected)
-                self._merge(conn, cur, names, stages, staged)
+                done, kinds = self._write_direct(conn, cur, names, staged)
+                rest = {k: v for k, v in staged.stages().items() if k not in done}
+                if rest:
+                    stages = self._ensure_stages(cur, names)
+                    for key, stage in rest.items():
+                        target = getattr(stages, _STAGE_TABLE[key])
+                        self._copy_isolating(conn, cur, target, stage.materialize(), rejected)
+                    self._merge(conn, cur, names, stages, staged, done, kinds)
                 self._save_offsets(cur, prepared.events, offsets)
                 if self.before_commit is not None:
                     self.before_commit(cur)
         except psycopg.Error as exc:
             raise self._fail(exc, f"write {prepared.rows} rows of {table.qualified_name}") from None
         return WriteResult(rows=prepared.rows - len(rejected), rejected=sorted(rejected.items()))
+
+    def _write_direct(self, conn, cur, names: TableNames, staged: StagedBatch) -> tuple[set[str], set | None]:
+        """COPY the write stages that may take the direct path into their state tables. Returns the
+        stages done, and the tombstone kinds the table has (None: not looked up)."""
+        stages = staged.stages()
+        candidates = [k for k in ("writes", "static") if k in stages and stages[k].direct is not None]
+        if not candidates or any(k in _TOMBSTONE_KINDS for k in stages):
+            return set(), None
+        flags = cur.execute(merge.kinds_present_sql(names)).fetchone()
+        kinds = {k for k, f in zip(("partitions", "rows", "ranges"), flags) if f}
+        if kinds:
+            return set(), kinds
+        done = set()
+        for key in candidates:
+            if self._copy_direct(conn, cur, names.rows if key == "writes" else names.static, stages[key]):
+                done.add(key)
+        return done, kinds
+
+    def _copy_direct(self, conn, cur, target: Target, stage: Stage) -> bool:
+        direct = stage.direct
+        if _sampled_keys_exist(cur, target, direct.keys):
+            self.paths["probed"] += 1
+            return False
+        if self.before_direct_copy is not None:
+            self.before_direct_copy(cur)
+        columns = ", ".join(qi(c) for c in direct.columns)
+        try:
+            with conn.transaction():
+                with cur.copy(f"COPY {target.qstate} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+                    for chunk in direct.payload.chunks(0, len(direct.payload)):
+                        copy.write(chunk)
+        except psycopg.Error as exc:
+            if not (isinstance(exc, psycopg.errors.UniqueViolation) or is_bad_data(exc)):
+                raise
+            self.paths["conflict"] += 1
+            return False
+        self.paths["direct"] += 1
+        return True
 
     def _copy_isolating(self, conn, cur, target: str, stage: Stage, rejected: dict) -> None:
         """COPY the stage; when PostgreSQL refuses a value, bisect (inside savepoints) to the bad rows."""
@@ -185,21 +244,25 @@ class PostgresDestination:
                 pending += [(mid, stop), (start, mid)]
         # rows rejected here are gone from the staging table; the other stages keep theirs
 
-    def _merge(self, conn, cur, names: TableNames, stages, staged: StagedBatch) -> None:
+    def _merge(self, conn, cur, names: TableNames, stages, staged: StagedBatch, done: set[str] = frozenset(),
+               kinds: set | None = None) -> None:
+        """`done`: the write stages the direct path applied; `kinds`: the tombstone kinds the table
+        has, when already looked up (only ever with a batch without tombstones)."""
         present = {_TOMBSTONE_KINDS[k] for k in staged.stages() if k in _TOMBSTONE_KINDS}
         for stmt in merge.keep_tombstones_sql(names, stages):
             if _uses(stmt, stages, present):
                 cur.execute(stmt)
         for stmt in merge.apply_tombstones_sql(names, stages, present):
             cur.execute(stmt)
-        kinds = set()
-        if staged.writes is not None or staged.static is not None:
+        writes = [(stage, target, stage_table) for key, stage, target, stage_table in (
+            ("writes", staged.writes, names.rows, stages.rows), ("static", staged.static, names.static, stages.static))
+            if stage is not None and len(stage) and key not in done]
+        if writes and kinds is None:
             flags = cur.execute(merge.kinds_present_sql(names)).fetchone()
             kinds = {k for k, f in zip(("partitions", "rows", "ranges"), flags) if f}
-        for stage, target, stage_table in ((staged.writes, names.rows, stages.rows),
-                                           (staged.static, names.static, stages.static)):
-            if stage is not None and len(stage):
-                self._upsert(conn, cur, names, target, stage_table, stage, kinds)
+        for stage, target, stage_table in writes:
+            self.paths["staged"] += 1
+            self._upsert(conn, cur, names, target, stage_table, stage, kinds)
 
     def _upsert(self, conn, cur, names: TableNames, target, stage_table: str, stage: Stage, kinds: set) -> None:
         """Keys the state table does not have yet go in with a plain INSERT (no speculative insertion,
@@ -241,6 +304,23 @@ def _uses(stmt: str, stages: merge.StageNames, present: set[str]) -> bool:
     """Skip the tombstone statements of kinds the batch does not have (their stages are empty)."""
     by_kind = {"partitions": stages.partitions, "rows": stages.row_deletes, "ranges": stages.ranges}
     return any(f"FROM {by_kind[k]} " in stmt for k in present)
+
+
+def _sampled_keys_exist(cur, target: Target, keys: pa.RecordBatch) -> bool:
+    """Does any of `DIRECT_PROBE_ROWS` keys spread over the stage exist in the state table?"""
+    n = len(keys)
+    rows = sorted({round(i * (n - 1) / max(DIRECT_PROBE_ROWS - 1, 1)) for i in range(min(n, DIRECT_PROBE_ROWS))})
+    sample = keys.take(pa.array(rows, pa.int64()))
+    columns = [column_values(c.type, sample.column(c.name), c.name, RowProblems()) for c in target.keys]
+    tuples = [t for t in zip(*columns) if None not in t]  # a refused value: the COPY will tell
+    if not tuples:
+        return False
+    row = "(" + ", ".join(f"%s::{pg_type(c.type)}" for c in target.keys) + ")"
+    names = ", ".join(qi(c.name) for c in target.keys)
+    probe = " AND ".join(f"s.{qi(c.name)} = k.{qi(c.name)}" for c in target.keys)
+    sql = (f"SELECT EXISTS (SELECT 1 FROM (VALUES {', '.join([row] * len(tuples))}) AS k ({names}), "
+           f"LATERAL (SELECT 1 FROM {target.qstate} AS s WHERE {probe} LIMIT 1) AS x)")
+    return bool(cur.execute(sql, [v for t in tuples for v in t]).fetchone()[0])
 
 
 def _copy(cur, target: str, stage: Stage, start: int, stop: int) -> None:

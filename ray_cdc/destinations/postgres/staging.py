@@ -5,6 +5,14 @@ Rows are split by `_op`: writes (insert/update) of clustering rows, writes of st
 columns null), row deletes, partition deletes, range deletes. Every staged row keeps its index in the
 batch, so a rejected one is reported by it. Values are encoded a column at a time (fields.py) into
 binary COPY tuples (copy_binary.py).
+
+Direct path: a write stage whose rows can go straight into the state table (no duplicate keys, no
+non-frozen collection/UDT column, no column staged as text, every writetime > 0, no value outside the
+columns its change writes) also gets `Stage.direct`: the same rows as COPY tuples of the state table
+itself, with the merge's bookkeeping (`_ts`, `_row_ts`, `_wt`, `_expires_at`; `_row_del` takes its
+default 0) computed here exactly as merge.upsert_sql computes them for a new key with no tombstone
+covering it. Whether a batch may take it is decided by the writer (client.py: no tombstones, keys
+new); the staging payload of such a stage is only built if the writer falls back to it.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from ray_cdc.destinations.postgres.copy_binary import (
     payload,
     var_field,
 )
-from ray_cdc.destinations.postgres.ddl import TableNames, Target
+from ray_cdc.destinations.postgres.ddl import TableNames, Target, pg_type
 from ray_cdc.destinations.postgres.fields import dumped_field, encode_column
 from ray_cdc.destinations.postgres.values import RowProblems, stage_type
 from ray_cdc.schema.model import ColumnSchema
@@ -35,15 +43,33 @@ _PG_EPOCH_S = 946_684_800  # 2000-01-01 in s since 1970
 
 
 @dataclass
+class Direct:
+    """The rows of a write stage as COPY tuples of the state table (see the module doc)."""
+
+    columns: list[str]
+    payload: Payload
+    keys: pa.RecordBatch  # the key columns, for the writer's probe of existing keys
+
+
+@dataclass
 class Stage:
     columns: list[str]
     types: list[str]
-    payload: Payload  # one binary COPY tuple per staged row
+    payload: Payload | None  # one binary COPY tuple per staged row (None: deferred, see `materialize`)
     index: np.ndarray  # batch row of each staged row
     duplicates: bool = False  # some key appears more than once (the merge must coalesce)
+    direct: Direct | None = None  # the direct path's payload, when the stage qualifies for it
+    deferred: list | None = None  # the fields of a payload not built yet
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def materialize(self) -> Stage:
+        """Build the staging payload if it was deferred (a direct-path stage the writer falls back on)."""
+        if self.payload is None:
+            self.columns, self.payload = payload(self.columns, self.deferred, len(self.index))
+            self.deferred = None
+        return self
 
 
 @dataclass
@@ -108,8 +134,11 @@ def _encode(sub: pa.RecordBatch, columns, problems: RowProblems) -> list[tuple[s
             for c in columns]
 
 
-def _stage(fields: list[tuple[str, str, Field]], rows: np.ndarray) -> Stage:
+def _stage(fields: list[tuple[str, str, Field]], rows: np.ndarray, *, defer: bool = False) -> Stage:
     types = {name: t for name, t, _ in fields}
+    if defer:
+        return Stage([name for name, _, _ in fields], [types[name] for name, _, _ in fields], None, rows,
+                     deferred=[f for _, _, f in fields])
     columns, encoded = payload([name for name, _, _ in fields], [f for _, _, f in fields], len(rows))
     return Stage(columns, [types[c] for c in columns], encoded, rows)
 
@@ -150,15 +179,71 @@ def _write_stage(batch, target: Target, rows: np.ndarray, masks, problems, *, wi
         keyed = order_key_array(ck_cols, [sub.column(c.name) for c in ck_cols]) if target.has_ck else \
             pa.nulls(len(rows), pa.binary())
         fields.append(("_ck", "bytea", var_field(keyed)))
-    fields += [("_wt", "bigint", _bigint(sub.column("_writetime"))),
+    wt, expires = _bigint(sub.column("_writetime")), _timestamptz_seconds(sub.column("_expires_at"))
+    inserts = pc.equal(sub.column("_op"), "insert").to_numpy(zero_copy_only=False)
+    user_fields = list(fields)
+    fields += [("_wt", "bigint", wt),
                ("_mask", "bigint", _int_field(masks[rows], ">i8")),
-               ("_ins", "boolean", _int_field(pc.equal(sub.column("_op"), "insert").to_numpy(zero_copy_only=False),
-                                              "u1")),
-               ("_expires_at", "timestamptz", _timestamptz_seconds(sub.column("_expires_at"))),
+               ("_ins", "boolean", _int_field(inserts, "u1")),
+               ("_expires_at", "timestamptz", expires),
                ("_seq", "integer", _int_field(rows, ">i4"))]
-    stage = _stage(fields, rows)
-    stage.duplicates = _has_duplicates(sub, keys)
+    duplicates = _has_duplicates(sub, keys)
+    direct = None
+    if not duplicates and _direct_ok(sub, target, masks[rows]):
+        direct = _direct(sub, target, user_fields, masks[rows], inserts, expires)
+    stage = _stage(fields, rows, defer=direct is not None)
+    stage.duplicates = duplicates
+    stage.direct = direct
     return stage
+
+
+def _direct_ok(sub: pa.RecordBatch, target: Target, masks: np.ndarray) -> bool:
+    """Whether the rows can be COPYed as state rows: the merge would neither cast nor combine anything,
+    and would keep every value the batch holds (a value outside `_present`, or written at a writetime
+    <= 0, would be NULLed by its `t_i > tomb` check)."""
+    if any(c.is_complex for c in target.values):
+        return False
+    if any(stage_type(c.type) != pg_type(c.type) for c in target.keys + target.values):
+        return False
+    wt = sub.column("_writetime")
+    if wt.null_count or (len(wt) and pc.min(wt).as_py() <= 0):
+        return False
+    for i, c in enumerate(target.values):
+        column = sub.column(c.name)
+        if column.null_count == len(column):
+            continue
+        unset = (masks & (1 << i)) == 0
+        if bool((column.is_valid().to_numpy(zero_copy_only=False) & unset).any()):
+            return False
+    return True
+
+
+def _ts_field(masks: np.ndarray, wt: np.ndarray, n_values: int) -> Field:
+    """`_ts bigint[]` in binary array form: the change's writetime for the columns it writes, else 0."""
+    n = len(masks)
+    header = np.array([1, 0, 20, n_values, 1] if n_values else [0, 0, 20], dtype=">i4").view(np.uint8)
+    width = len(header) + 12 * n_values
+    out = np.empty((n, width), dtype=np.uint8)
+    out[:, :len(header)] = header
+    if n_values:
+        elements = np.empty((n, n_values), dtype=[("len", ">i4"), ("ts", ">i8")])
+        elements["len"] = 8
+        bits = (masks[:, None] >> np.arange(n_values, dtype=np.int64)[None, :]) & 1
+        elements["ts"] = np.where(bits == 1, wt[:, None], 0)
+        out[:, len(header):] = elements.view(np.uint8).reshape(n, -1)
+    return fixed_field(out)
+
+
+def _direct(sub: pa.RecordBatch, target: Target, user_fields, masks: np.ndarray, inserts: np.ndarray,
+            expires: Field) -> Direct:
+    wt = sub.column("_writetime").to_numpy(zero_copy_only=False).astype(np.int64)
+    fields = [(name, f) for name, _, f in user_fields if name != "_ck" or target.has_ck] + [
+        ("_ts", _ts_field(masks, wt, len(target.values))),
+        ("_row_ts", fixed_field(np.where(inserts, wt, 0).astype(">i8"))),
+        ("_wt", fixed_field(wt.astype(">i8"))),
+        ("_expires_at", expires)]
+    columns, encoded = payload([n for n, _ in fields], [f for _, f in fields], len(sub))
+    return Direct(columns, encoded, sub.select([c.name for c in target.keys]))
 
 
 def _ck_cols(target: Target) -> tuple[ColumnSchema, ...]:
@@ -249,5 +334,10 @@ def _drop_problem_rows(out: StagedBatch) -> None:
     bad = np.fromiter(out.problems.keys(), dtype=np.int64)
     for stage in out.stages().values():
         keep = np.flatnonzero(~np.isin(stage.index, bad))
+        stage.materialize()
         stage.payload = stage.payload.take(keep)
         stage.index = stage.index[keep]
+        if stage.direct is not None:
+            direct = stage.direct
+            stage.direct = Direct(direct.columns, direct.payload.take(keep),
+                                  direct.keys.take(pa.array(keep, pa.int64())))
