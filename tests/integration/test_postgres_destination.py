@@ -583,3 +583,150 @@ def test_values_postgresql_refuses_in_copy_are_bisected(destination):
     assert all("UntranslatableCharacter" in reason or "jsonb" in reason.lower() or "unicode" in reason.lower()
                for _, reason in result.rejected), result.rejected
     assert sorted(k[0] for k in fetch_state(destination, table)) == [i for i in range(16) if i not in (3, 11)]
+    # the batch qualified for the direct path: its COPY into the state table failed and was rolled back
+    assert destination.paths["conflict"] == 1 and destination.paths["direct"] == 0
+
+
+# --- the direct path (COPY straight into the state table) -------------------------------------------------
+
+
+def state_rows(dest, target) -> dict:
+    """Every column of a state table, bookkeeping included, by key."""
+    n = len(target.keys)
+    with psycopg.connect(dest._dsn) as conn:
+        cur = conn.execute(f"SELECT * FROM {target.qstate}")
+        names = [d.name for d in cur.description]
+        return {row[:n]: dict(zip(names, row)) for row in cur.fetchall()}
+
+
+def _direct_tables():
+    """Tables the direct path can take: all_types without the types staged as text (duration, vector
+    of float), with its composite partition key, DESC timeuuid clustering and static columns; and the
+    benchmark's wide table."""
+    from ray_cdc.commitlog.workload_tables import DEMO_KEYSPACE, _TableSpec, _user_types, wide_table
+
+    all_types, = [t for t in demo_tables() if t.name == "all_types"]
+    spec = _TableSpec(
+        "direct_types", partition=(("tenant", "text"), ("bucket", "int")),
+        clustering=(("event_time", "timeuuid", True), ("seq", "bigint", False), ("label", "ascii", False)),
+        static=(("owner", "text"), ("revision", "bigint")),
+        regular=tuple((c.name, c.type.cql()) for c in all_types.regular
+                      if c.type.name not in ("duration", "vector")))
+    return [spec.build(DEMO_KEYSPACE, _user_types(DEMO_KEYSPACE)), wide_table()]
+
+
+def test_direct_path_builds_the_state_rows_the_merge_builds(postgres_server, tmp_path):
+    """Inserts, partial updates and TTL writes of every demo table, written once with the direct path
+    and once without: the state tables are equal column for column (`_ts`, `_row_ts`, `_row_del`, `_wt`,
+    `_expires_at`, `_ck`, `_live` included), both equal the oracle, and the direct path took batches."""
+    summary = generate(tmp_path, rows=4000, tables=_direct_tables(), seed=11,
+                       mix={"insert": 10, "update": 3, "ttl_insert": 2, "static": 2})
+    changes = list(CommitLogReader(SchemaRegistry(load_cql_schema(summary.schema_path))).changes(summary.segments))
+    dests = []
+    for direct in (True, False):
+        schema = "t_" + uuid.uuid4().hex[:10]
+        dest = PostgresDestination(postgres_server.dsn, name=schema, schema=schema, direct_path=direct)
+        dest.open()
+        dests.append(dest)
+    try:
+        for dest in dests:
+            write_all(dest, batches_of(summary, 400))
+        direct, staged = dests
+        assert direct.paths["direct"] >= 5, direct.paths
+        assert staged.paths["direct"] == 0
+        states = expected_state(changes)
+        for table in _direct_tables():
+            names_d, names_s = direct.ensure_table(table), staged.ensure_table(table)
+            targets = [(names_d.rows, names_s.rows)]
+            if names_d.static is not None:
+                targets.append((names_d.static, names_s.static))
+            for a, b in targets:
+                rows_a, rows_b = state_rows(direct, a), state_rows(staged, b)
+                assert rows_a.keys() == rows_b.keys(), table.name
+                diff = [k for k in rows_a if rows_a[k] != rows_b[k]]
+                assert not diff, (table.name, [(rows_a[k], rows_b[k]) for k in diff[:2]])
+            compare(direct, table, states[table.qualified_name])
+            if table.static:
+                compare(direct, table, states[table.qualified_name], static=True)
+    finally:
+        for dest in dests:
+            dest.close()
+
+
+def _batch(table, builders):
+    decoded = [DecodedMutation(CommitLogPosition(1, next(_position) * 100), b.mutation()) for b in builders]
+    (tbl, batch), = list(arrow_batches(decoded))
+    return tbl, batch
+
+
+def test_direct_path_batch_whose_keys_partly_exist(destination):
+    """An existing key the probe samples sends the stage to the merge at once; one it does not sample
+    makes the direct COPY fail (unique violation), which rolls back to the savepoint and merges. Either
+    way the existing row merges per column, the new rows land, and the offsets commit."""
+    t = _table()
+    apply(destination, t, mb(t).insert({"a": 1, "b": "p"}, {"x": "old", "y": 1}, timestamp=BASE + 10),
+          mb(t).insert({"a": 0, "b": "p"}, {"x": "zero", "y": 0}, timestamp=BASE + 10))
+    assert destination.paths == {"direct": 2, "probed": 0, "conflict": 0, "staged": 0}
+    # row 1 of 1000 is not among the probed rows (0, 8, 16, ...); row 0 is
+    for existing, path in ((1, "conflict"), (0, "probed")):
+        before = dict(destination.paths)
+        builders = [mb(t, 2 + existing).insert({"a": i, "b": "q"}, {"x": f"n{i}"}, timestamp=BASE + 5)
+                    for i in range(1000)]
+        builders[existing] = mb(t).update({"a": existing, "b": "p"}, {"y": 2}, timestamp=BASE + 20)
+        tbl, batch = _batch(t, builders)
+        result = destination.write(tbl, batch, [Offset("n", 1, 100 + existing)])
+        assert result.rows == 1000 and not result.rejected
+        assert destination.paths[path] == before[path] + 1 and destination.paths["direct"] == before["direct"]
+        assert destination.paths["staged"] == before["staged"] + 1
+    got = live(destination, t)
+    assert got[(1, 1, "p")] == ("old", 2) and got[(1, 0, "p")] == ("zero", 2)
+    assert len(got) == 2 + 2 * 999
+    assert all(got[(pk, i, "q")] == (f"n{i}", None) for pk in (2, 3) for i in range(1000) if i != pk - 2)
+    assert destination.committed_offsets()["n/1"].position == 101
+
+
+def test_direct_path_key_inserted_by_another_writer_between_probe_and_copy(postgres_server):
+    """Another session commits a row with one of the batch's keys after the probe found none: the direct
+    COPY fails on the primary key, rolls back to the savepoint, and the staged merge reconciles both
+    writers per column (last writer wins by writetime)."""
+    t = _table()
+    schema = "t_" + uuid.uuid4().hex[:10]
+    ours, other = (PostgresDestination(postgres_server.dsn, name=n, schema=schema) for n in ("a", "b"))
+    try:
+        for dest in (ours, other):
+            dest.open()
+            dest.ensure_table(t)
+        racing = mb(t, 9).insert({"a": 3, "b": "r"}, {"x": "theirs-newer"}, timestamp=BASE + 30)
+
+        def insert_meanwhile(cur):
+            ours.before_direct_copy = None
+            tbl, batch = _batch(t, [racing])
+            assert not other.write(tbl, batch, [Offset("n", 2, 5)]).rejected
+            assert other.paths["direct"] == 1  # committed: it holds the key now
+
+        ours.before_direct_copy = insert_meanwhile
+        builders = [mb(t, 9).insert({"a": i, "b": "r"}, {"x": f"ours{i}", "y": 100 + i}, timestamp=BASE + 20)
+                    for i in range(10)]
+        tbl, batch = _batch(t, builders)
+        assert not ours.write(tbl, batch, [Offset("n", 1, 7)]).rejected
+        assert ours.paths == {"direct": 0, "probed": 0, "conflict": 1, "staged": 1}
+        got = live(ours, t)
+        assert len(got) == 10
+        assert got[(9, 3, "r")] == ("theirs-newer", 103)  # x: their newer write; y: only ours wrote it
+        assert all(got[(9, i, "r")] == (f"ours{i}", 100 + i) for i in range(10) if i != 3)
+        assert ours.committed_offsets()["n/1"].position == 7
+    finally:
+        ours.close()
+        other.close()
+
+
+def test_direct_path_not_taken_while_tombstones_exist(destination):
+    """A new key written before a kept partition tombstone must stay deleted: with tombstones in the
+    table the stage goes through the merge, which checks every write against them."""
+    t = _table()
+    apply(destination, t, mb(t, 5).delete_partition(timestamp=BASE + 50))
+    tbl, batch = _batch(t, [mb(t, 5).insert({"a": 1, "b": "p"}, {"x": "late-old"}, timestamp=BASE + 40),
+                            mb(t, 6).insert({"a": 1, "b": "p"}, {"x": "new"}, timestamp=BASE + 40)])
+    assert not destination.write(tbl, batch, []).rejected
+    assert destination.paths["direct"] == 0
+    assert live(destination, t) == {(6, 1, "p"): ("new", None)}

@@ -56,7 +56,7 @@ class PostgresDestination:
     capabilities = Capabilities(transactional=True)
 
     def __init__(self, dsn: str, *, name: str = "postgres", schema: str | None = None,
-                 offsets_schema: str = "public", connect_timeout: int = 10):
+                 offsets_schema: str = "public", connect_timeout: int = 10, direct_path: bool = True):
         self.name = name
         self._dsn = dsn
         self._secrets = _secrets_of(dsn)
@@ -64,6 +64,7 @@ class PostgresDestination:
         self._offsets_table = f"{qi(offsets_schema)}.ray_cdc_offsets"
         self._offsets_schema = offsets_schema
         self._connect_timeout = connect_timeout
+        self._direct_path = direct_path  # False: every write stage takes the staged merge
         self._conn: psycopg.Connection | None = None
         self._tables: dict = {}  # table schema -> TableNames, once its DDL ran
         self._staged: set = set()  # table ids whose TEMP staging tables exist on this connection
@@ -192,7 +193,7 @@ class PostgresDestination:
         stages done, and the tombstone kinds the table has (None: not looked up)."""
         stages = staged.stages()
         candidates = [k for k in ("writes", "static") if k in stages and stages[k].direct is not None]
-        if not candidates or any(k in _TOMBSTONE_KINDS for k in stages):
+        if not self._direct_path or not candidates or any(k in _TOMBSTONE_KINDS for k in stages):
             return set(), None
         flags = cur.execute(merge.kinds_present_sql(names)).fetchone()
         kinds = {k for k, f in zip(("partitions", "rows", "ranges"), flags) if f}
