@@ -78,7 +78,7 @@ def fresh_database(admin_dsn: str, name: str) -> str:
     return make_conninfo(admin_dsn, dbname=name)
 
 
-def time_writer(dsn: str, table, batches) -> float:
+def time_writer(dsn: str, table, batches) -> tuple[float, dict]:
     dest = PostgresDestination(dsn, name="bench")
     dest.open()
     dest.ensure_table(table)  # DDL is once per table in a pipeline's life: outside the timing
@@ -88,7 +88,7 @@ def time_writer(dsn: str, table, batches) -> float:
         assert not result.rejected, result.rejected[:3]
     elapsed = time.perf_counter() - start
     dest.close()
-    return elapsed
+    return elapsed, dict(dest.paths)  # how the write stages went (direct path, probe hit, conflict, staged)
 
 
 def time_ceiling(dsn: str, table, csv: Path, primary_key: bool) -> float:
@@ -110,13 +110,13 @@ def bench(server: PostgresServer, label: str, table, batches, work: Path, runs: 
     copied = ceiling_csv(table, batches, csv)
     ratios, writer_rates, ceiling_rates = [], [], []
     for run in range(runs):
-        writer_s = time_writer(fresh_database(server.dsn, f"bench_{label}_w{run}"), table, batches)
+        writer_s, paths = time_writer(fresh_database(server.dsn, f"bench_{label}_w{run}"), table, batches)
         ceiling_s = time_ceiling(fresh_database(server.dsn, f"bench_{label}_c{run}"), table, csv, primary_key)
         writer_rates.append(changes / writer_s)
         ceiling_rates.append(copied / ceiling_s)
         ratios.append(writer_rates[-1] / ceiling_rates[-1])
         print(f"{label:6s} run {run + 1}: writer {writer_rates[-1]:>9,.0f} changes/s ({writer_s:.2f} s), "
-              f"ceiling {ceiling_rates[-1]:>9,.0f} rows/s ({ceiling_s:.2f} s), ratio {ratios[-1]:.2f}", flush=True)
+              f"ceiling {ceiling_rates[-1]:>9,.0f} rows/s ({ceiling_s:.2f} s), ratio {ratios[-1]:.2f}; stages {paths}", flush=True)
     print(f"{label:6s} median: writer {statistics.median(writer_rates):,.0f} changes/s, ceiling "
           f"{statistics.median(ceiling_rates):,.0f} rows/s, ratio {statistics.median(ratios):.2f} "
           f"({changes:,} changes, {copied:,} rows copied by the ceiling)", flush=True)
