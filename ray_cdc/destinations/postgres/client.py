@@ -207,7 +207,14 @@ class PostgresDestination:
 
     def _copy_direct(self, conn, cur, target: Target, stage: Stage) -> bool:
         direct = stage.direct
-        if _sampled_keys_exist(cur, target, direct.keys):
+        try:
+            with conn.transaction():  # a key value the server refuses (jsonb "\u0000") must not abort the write
+                exists = _sampled_keys_exist(cur, target, direct.keys)
+        except psycopg.Error as exc:
+            if not is_bad_data(exc):
+                raise
+            exists = True  # the staged path isolates the row
+        if exists:
             self.paths["probed"] += 1
             return False
         if self.before_direct_copy is not None:
