@@ -214,6 +214,10 @@ class PipelineConfig(_Section):
     segment_retention: Literal["delete", "archive", "keep"] = "keep"
     archive_dir: ConfigPath | None = Field(None, validate_default=True)
     state_dir: ConfigPath = Field(Path("ray-cdc-state"), validate_default=True)  # resolved like any path
+    # The transform stage between readers and writers (type mapping off the writers' cores, masking
+    # hook). coalesce: drop row changes a later change of the same key in the same batch overrides.
+    transform_stage: bool = True
+    coalesce: bool = True
 
     @field_validator("archive_dir")
     @classmethod
@@ -243,6 +247,9 @@ class RetryConfig(_Section):
     initial_backoff: Duration = 0.5
     max_backoff: Duration = 30.0
     max_elapsed: Duration | None = None  # None: retry forever (a destination that comes back resumes)
+    # A destination down longer than this stops holding the others back: its writer defers, the
+    # readers go on, and its segments are read again for it alone once it is back. None: never.
+    detach_after: Duration | None = 5.0
 
     @field_validator("max_backoff")
     @classmethod

@@ -20,6 +20,7 @@ from ray_cdc.config.models import PostgresDestination as PostgresConfig
 from ray_cdc.config.models import TimescaleDestination as TimescaleConfig
 from ray_cdc.pipeline.distributed import NodeSource, RayRunSummary, replicate_available_on_ray
 from ray_cdc.pipeline.writing import RetryPolicy
+from ray_cdc.transforms import TransformSettings
 
 log = logging.getLogger(__name__)
 
@@ -167,9 +168,17 @@ def replicate(config: Config, *, once: bool = False, stop: threading.Event | Non
             sources, readers, factories, batch_rows=config.pipeline.batch_rows,
             batch_bytes=config.pipeline.batch_bytes, max_in_flight=config.pipeline.max_in_flight_batches,
             policy=policy, tables=config.tables, dead_letters=dead_letter_factory(config),
-            retention=config.pipeline.segment_retention, archive_dir=config.pipeline.archive_dir, stop=stop))
+            retention=config.pipeline.segment_retention, archive_dir=config.pipeline.archive_dir,
+            detach_after=config.retry.detach_after, transforms=transform_settings(config), stop=stop))
         if once or stop.is_set() or stop.wait(config.pipeline.poll_interval):
             return passes
+
+
+def transform_settings(config: Config) -> TransformSettings | None:
+    """The transform stage of the config; None: readers hand their sets straight to the writers."""
+    if not config.pipeline.transform_stage:
+        return None
+    return TransformSettings(coalesce=config.pipeline.coalesce)
 
 
 def _has_resource(resource: str) -> bool:

@@ -470,3 +470,22 @@ def test_timescaledb_destination_is_built_from_its_config_and_pickles(write):
     assert SECRET not in repr(dest.hypertables) and SECRET not in repr(ts)
     resolved = build_timescaledb_destination("metrics", ts, dsn="postgresql://other/db")
     assert resolved._dsn == "postgresql://other/db"  # the embedded server's DSN, resolved by the driver
+
+
+def test_transform_stage_and_detach_after_reach_the_pipeline(tmp_path):
+    from ray_cdc.pipeline.run import transform_settings
+    from ray_cdc.transforms import TransformSettings
+
+    config = load_config(EXAMPLE, environ={"PG_PASSWORD": SECRET, "CLICKHOUSE_PASSWORD": SECRET})
+    assert transform_settings(config) == TransformSettings(coalesce=True) and config.retry.detach_after == 5.0
+    path = tmp_path / "c.yaml"
+    path.write_text("sources: [{name: a, commitlog_dir: d}]\nschema: {from_log: true}\n"
+                    "pipeline: {coalesce: false}\nretry: {detach_after: null}\n")
+    config = load_config(path, environ={})
+    assert transform_settings(config) == TransformSettings(coalesce=False) and config.retry.detach_after is None
+    path.write_text("sources: [{name: a, commitlog_dir: d}]\nschema: {from_log: true}\n"
+                    "pipeline: {transform_stage: false}\n")
+    assert transform_settings(load_config(path, environ={})) is None
+    path.write_text("sources: [{name: a, commitlog_dir: d}]\nschema: {from_log: true}\npipeline: {coalesec: false}\n")
+    with pytest.raises(ConfigError, match="coalesec"):
+        load_config(path, environ={})
