@@ -207,7 +207,6 @@ class PipelineConfig(_Section):
     batch_bytes: ByteSize = 16 * 1024 * 1024
     # per stage; with batch_bytes it bounds the memory in flight, so it is capped, not just > 0
     max_in_flight_batches: Annotated[Count, Field(le=1024)] = 8
-    readers_per_node: Count = 1
     poll_interval: Duration = 1.0  # seconds between looks for new segments
     # What happens to a segment once every destination committed it. `keep` is the default because
     # it never destroys anything; with cdc_raw, Cassandra refuses CDC writes once it is full.

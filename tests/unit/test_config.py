@@ -75,7 +75,7 @@ def test_defaults(write, tmp_path):
     state = tmp_path / "ray-cdc-state"  # beside the config file, wherever the command runs
     p = config.pipeline
     assert (p.batch_rows, p.batch_bytes, p.max_in_flight_batches) == (65536, 16 << 20, 8)
-    assert p.readers_per_node == 1
+    assert (p.transform_stage, p.coalesce) == (True, True)
     assert (p.poll_interval, p.segment_retention, p.archive_dir, p.state_dir) == (1.0, "keep", None, state)
     assert config.sources[0].ray_resource == "cassandra-node-n1"
     assert config.sources[0].keystore is None
