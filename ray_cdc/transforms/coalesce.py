@@ -65,16 +65,40 @@ def coalesce(batch: pa.RecordBatch, table: TableSchema) -> pa.RecordBatch:
 
 
 def _repeated_key_rows(batch: pa.RecordBatch, table: TableSchema) -> np.ndarray:
-    """Indices (ascending) of the rows whose primary key occurs more than once in the batch."""
-    codes = []
+    """Indices (ascending) of the rows whose primary key occurs more than once in the batch.
+
+    One dense int64 code per row: each key column is dictionary-encoded and folded into the code
+    of the columns before it (code * cardinality + index), re-encoded densely whenever the product
+    could overflow; then one bincount. Empty at once when no key repeats (the usual case)."""
+    n = batch.num_rows
+    code: np.ndarray | None = None
+    cardinality = 1
     for column in (*table.partition_key, *table.clustering):
         try:
             encoded = pc.dictionary_encode(batch.column(column.name), null_encoding="encode")
         except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
-            return np.arange(batch.num_rows)  # a key type Arrow cannot hash: judge every row
-        codes.append(encoded.indices.to_numpy(zero_copy_only=False))
-    _, inverse, counts = np.unique(np.stack(codes, axis=1), axis=0, return_inverse=True, return_counts=True)
-    return np.flatnonzero(counts[inverse.reshape(-1)] > 1)
+            return np.arange(n)  # a key type Arrow cannot hash: judge every row
+        indices = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+        size = max(1, len(encoded.dictionary))
+        if code is None:
+            code, cardinality = indices, size
+            continue
+        if cardinality * size >= 2**62:  # keep the product in int64: densify the code first
+            code, cardinality = _dense(code)
+        code, cardinality = code * size + indices, cardinality * size
+    if code is None:
+        return np.arange(n)  # no key columns: judge every row
+    if cardinality > 4 * n:  # sparse code: densify so that bincount stays O(rows)
+        code, cardinality = _dense(code)
+    counts = np.bincount(code, minlength=cardinality)
+    if counts.max(initial=0) < 2:
+        return np.arange(0)
+    return np.flatnonzero(counts[code] > 1)
+
+
+def _dense(code: np.ndarray) -> tuple[np.ndarray, int]:
+    encoded = pc.dictionary_encode(pa.array(code, pa.int64()))
+    return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64, copy=False), max(1, len(encoded.dictionary))
 
 
 def _touches_complex(batch: pa.RecordBatch) -> np.ndarray:

@@ -104,6 +104,24 @@ def test_coalescing_never_changes_the_reconciled_state(trial):
     assert kept <= set(raw.column("_position").to_pylist())  # rows are dropped, never made up
 
 
+@pytest.mark.parametrize("trial", range(20))
+def test_repeated_key_rows_matches_a_reference(trial):
+    """The combined-code detection of repeated keys finds exactly the rows whose (nullable,
+    multi-column, string and int) key occurs more than once, and nothing when no key repeats."""
+    from ray_cdc.transforms.coalesce import _repeated_key_rows
+
+    seed = random.randrange(1 << 30)
+    print(f"seed={seed}")
+    rng = random.Random(seed)
+    n = rng.randint(0, 400)
+    spread = rng.choice([3, 50, 10**6])
+    ids = [rng.randrange(spread) for _ in range(n)]
+    cks = [None if rng.random() < 0.1 else rng.randrange(spread) for _ in range(n)]
+    batch = pa.record_batch({"id": pa.array(ids, pa.int64()), "ck": pa.array(cks, pa.int32())})
+    expected = [i for i, k in enumerate(zip(ids, cks)) if list(zip(ids, cks)).count(k) > 1]
+    assert _repeated_key_rows(batch, TABLE).tolist() == expected
+
+
 def test_coalescing_drops_exactly_the_shadowed_writes():
     raw = batch_of(
         (1, lambda m: m.insert({"ck": 1}, {"a": "x", "b": 1}, timestamp=10)),  # shadowed by the INSERT at 30
