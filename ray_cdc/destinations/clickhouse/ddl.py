@@ -18,9 +18,19 @@ Every replicated table also has the bookkeeping columns of the merge (see `merge
 than `_version`, -1 for a column without a cell), `_exp` (column -> expiry,
 seconds), `_deleted_at` (the row's newest tombstone, µs, 0 = none), `_version` (ReplacingMergeTree
 version: max of the writetimes and previous version + 1), `_is_deleted`, `_expires_at` (0 = never),
-`_cells` and `_cells_exp` (only in tables with a non-frozen collection or UDT: their element state and
-element expiries,
-see `cells.py`).
+`_purge_at` (when the TTL clause may remove the row, see below), `_cells` and `_cells_exp` (only in
+tables with a non-frozen collection or UDT: their element state and element expiries, see `cells.py`).
+
+Physical expiry. Every merge writes a new row next to the versions it supersedes, and ReplacingMergeTree
+drops those only when a merge happens to hold them together with the newer one. A TTL that removed a
+row at its own `_expires_at` would therefore let an older version of the key, still in another part,
+read as current again: a row written without TTL, then overwritten with expiring cells, would come
+back once they expired (in Cassandra the expired cells stay tombstones with their writetime and shadow
+the older ones). So the TTL is on `_purge_at`, the max of the row's own expiry and the `_purge_at` of
+the stored row it was merged from (which bounds every older version: each was merged from the one
+before it). When a row is removed, every older version still stored has passed its own `_purge_at`,
+hence its own expiry, or is a tombstone row: none of them reads as live. `_purge_at` = PURGE_NEVER when
+some version never expires; 0 for a tombstone row over nothing live. Tombstone rows are never removed.
 """
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ from ray_cdc.schema.types import CqlType
 
 OFFSETS_TABLE = "ray_cdc_offsets"
 NEVER = "toDateTime('2106-02-07 00:00:00', 'UTC')"  # the TTL of a row that never expires
+PURGE_NEVER = 2**32 - 1  # `_purge_at` of a row some version of which never expires (the last DateTime)
 
 _SCALARS = {
     "ascii": "String", "text": "String", "varchar": "String", "blob": "String", "custom": "String",
@@ -51,6 +62,7 @@ META_COLUMNS = (
     ("_version", "Int64"),
     ("_is_deleted", "UInt8"),
     ("_expires_at", "DateTime('UTC')"),
+    ("_purge_at", "DateTime('UTC')"),
 )
 ELEMENT_COLUMNS = (
     ("_cells", "Map(String, String)"),
@@ -159,7 +171,7 @@ def create_table(table: TableSchema, dedup_window: int = 10_000) -> str:
     defs += [f"{quote(n)} {t}" for n, t in META_COLUMNS + (ELEMENT_COLUMNS if has_elements(table) else ())]
     return (f"CREATE TABLE IF NOT EXISTS {qualified(table)} ({', '.join(defs)}) "
             f"ENGINE = ReplacingMergeTree(_version, _is_deleted) ORDER BY {_order_by(key_columns(table))} "
-            f"TTL if(_expires_at = 0, {NEVER}, _expires_at)" + _settings(table, dedup_window))
+            f"TTL if(_is_deleted OR _purge_at = 0, {NEVER}, _purge_at)" + _settings(table, dedup_window))
 
 
 def create_deleted_partitions(table: TableSchema, dedup_window: int = 10_000) -> str:
@@ -198,8 +210,9 @@ def create_offsets(database: str) -> str:
 
 def create_live_view(table: TableSchema) -> str:
     """`<t>__live`: the table as Cassandra would answer it now. FINAL picks each key's newest row,
-    tombstone rows and expired rows are left out, and a cell whose own TTL has passed reads as empty
-    (a row can mix expiring and non-expiring cells; the TTL clause only removes whole rows)."""
+    tombstone rows and expired rows are left out (after FINAL: an expired newest row hides the older
+    versions still stored), and a cell whose own TTL has passed reads as empty (a row can mix expiring
+    and non-expiring cells; the TTL clause only removes whole rows)."""
     keys = [quote(c.name) for c in key_columns(table)]
     values = [f"if(_exp[{_sql_string(c.name)}] > 0 AND _exp[{_sql_string(c.name)}] <= toUInt32(now()), "
               f"defaultValueOfArgumentType({quote(c.name)}), {_unexpired(c)}) AS {quote(c.name)}"

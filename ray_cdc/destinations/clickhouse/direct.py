@@ -4,9 +4,10 @@ A change is *direct* when its key has no stored row, no tombstone covers it, it 
 its key in the batch, it is an insert or an update with a positive writetime, and it touches no
 non-frozen collection or UDT. The merge of such a change with nothing is the change itself: every
 column it writes holds its value at its writetime (= `_version`, so `_ts` only lists the columns it
-does not write, as NO_CELL), `_exp` its expiry, no tombstone, no element state. `candidates` finds
-them among a batch's changes (no connection needed); the writer drops those whose key turns out to
-be stored or under a tombstone, and merges those instead.
+does not write, as NO_CELL), `_exp` its expiry, `_purge_at` its own expiry (no older version to
+outlive), no tombstone, no element state. `candidates` finds them among a batch's changes (no
+connection needed); the writer drops those whose key turns out to be stored or under a tombstone, and
+merges those instead.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from ray_cdc.destinations.clickhouse.merge import (
     TS_TYPE,
     _map_column,
     is_live,
+    purge_times,
 )
 from ray_cdc.destinations.clickhouse.present import present_matrix
 from ray_cdc.schema.model import ColumnSchema
@@ -109,6 +111,7 @@ def direct_rows(changes: pa.Table, source: np.ndarray, key_names: Sequence[str],
     out["_is_deleted"] = pa.array((~live).astype(np.uint8))
     # every cell of a direct row shares the change's expiry: the row expires with it, if it lives
     out["_expires_at"] = pa.array(np.where(live, expires, 0).astype(np.uint32))
+    out["_purge_at"] = pa.array(purge_times(live, expires).astype(np.uint32))  # no older version stored
     if STATE_COLUMN in schema.names:  # a table with non-frozen collections: no element state yet
         out[STATE_COLUMN] = empty_maps(n, STATE_TYPE)
         out[EXPIRY_COLUMN] = empty_maps(n, EXPIRY_TYPE)

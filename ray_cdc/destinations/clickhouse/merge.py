@@ -15,6 +15,8 @@ column by column in Arrow/numpy, and written again as a full row:
   stays in `_deleted_at`, so it keeps suppressing older writes that arrive later;
 - `_is_deleted` = no live marker and no live cell; `_version` = max(writetimes, tombstone, previous
   version + 1), so the rewritten row always supersedes the one it was merged from;
+- `_purge_at` = max(its own expiry (PURGE_NEVER: never; 0: not live), the stored row's `_purge_at`), so
+  the TTL clause never removes a row while an older version of the key could read as live (`ddl.py`);
 - a non-frozen collection or UDT merges element by element instead (cells.py): its state in `_cells`,
   its rendered value in the column, per-element expiries in `_cells_exp`.
 """
@@ -28,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ray_cdc.destinations.clickhouse.cells import EXPIRY_COLUMN, STATE_COLUMN, merged_column, meta_columns
+from ray_cdc.destinations.clickhouse.ddl import PURGE_NEVER
 from ray_cdc.destinations.clickhouse.keys import first_rows, key_ids
 from ray_cdc.destinations.clickhouse.present import present_matrix
 
@@ -106,9 +109,11 @@ class Merger:
         marker = cells.column(ROW_MARKER, masks[ROW_MARKER], values=False)
         previous = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
         np.maximum.at(previous, cur_idx, _ints(current.column("_version")))
+        older = np.zeros(n, dtype=np.int64)
+        np.maximum.at(older, cur_idx, _ints(current.column("_purge_at").cast(pa.int64())))
         state, element_expiry = meta_columns(list(self.complex), texts, expiries, n)
         extra = {STATE_COLUMN: state, EXPIRY_COLUMN: element_expiry} if self.complex else {}
-        return _assemble(keys, columns, marker, tomb, previous, extra)
+        return _assemble(keys, columns, marker, tomb, previous, older, extra)
 
     @staticmethod
     def _tombstones(current, changes, cur_idx, chg_idx, n, covering: np.ndarray) -> np.ndarray:
@@ -188,7 +193,14 @@ def _map_column(names: list[str], values: np.ndarray, valid: np.ndarray, typ: pa
     return pa.MapArray.from_arrays(pa.array(offsets), keys, items, type=typ)
 
 
-def _assemble(keys: pa.Table, columns: dict, marker, tomb: np.ndarray, previous: np.ndarray,
+def purge_times(live: np.ndarray, expires: np.ndarray, older: np.ndarray | None = None) -> np.ndarray:
+    """`_purge_at` of rows (live mask, row expiry with 0 = never) given the `_purge_at` of the stored
+    rows they were merged from (None: no stored row)."""
+    own = np.where(live, np.where(expires > 0, expires, PURGE_NEVER), 0).astype(np.int64)
+    return own if older is None else np.maximum(own, older)
+
+
+def _assemble(keys: pa.Table, columns: dict, marker, tomb: np.ndarray, previous: np.ndarray, older: np.ndarray,
               extra: dict) -> pa.Table:
     n = keys.num_rows
     names = [*columns, ROW_MARKER]
@@ -212,6 +224,7 @@ def _assemble(keys: pa.Table, columns: dict, marker, tomb: np.ndarray, previous:
         "_version": pa.array(version, pa.int64()),
         "_is_deleted": pa.array((~any_live).astype(np.uint8), pa.uint8()),
         "_expires_at": pa.array(expires.astype(np.uint32), pa.uint32()),
+        "_purge_at": pa.array(purge_times(any_live, expires, older).astype(np.uint32), pa.uint32()),
     }
     for name, array in {**meta, **extra}.items():
         out = out.append_column(name, array)

@@ -29,7 +29,7 @@ def stored_schema(table: TableSchema) -> pa.Schema:
     fields = [pa.field(c.name, arrow_type(c.type)) for c in ddl.key_columns(table) + ddl.value_columns(table)]
     fields += [pa.field("_ts", TS_TYPE), pa.field("_exp", EXP_TYPE), pa.field("_deleted_at", pa.int64()),
                pa.field("_version", pa.int64()), pa.field("_is_deleted", pa.uint8()),
-               pa.field("_expires_at", pa.uint32())]
+               pa.field("_expires_at", pa.uint32()), pa.field("_purge_at", pa.uint32())]
     if ddl.has_elements(table):
         fields += [pa.field(STATE_COLUMN, STATE_TYPE), pa.field(EXPIRY_COLUMN, EXPIRY_TYPE)]
     return pa.schema(fields)
