@@ -10,6 +10,7 @@ is down is detached for the segment, and memory does not grow with the backlog.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 
 import ray
@@ -39,20 +40,43 @@ class ReaderActor:
         self._stop_checked, self._stopping = 0.0, False
 
     def run_available(self) -> dict:
-        """Read every segment the coordinator has for this node; returns counts."""
+        """Read every segment the coordinator has for this node; returns counts.
+
+        Segments overlap: once a segment is read, the reader asks for the next one while the
+        writers still apply the first one's sets (each destination's window of `max_in_flight`
+        sets is shared by every open segment). A segment is reported `finished` only when every
+        destination answered all of its sets (committed, or deferred); before the reader sleeps
+        or ends, every open segment is settled and reported."""
         counts = {"reader": self._id, "segments": 0, "change_sets": 0, "rows": 0, "deferrals": 0}
-        while (step := ray.get(self._coordinator.next_assignment.remote(self._id, self._node))) is not None:
-            if isinstance(step, Wait):
+        open_segments: deque[tuple[Assignment, Lanes, bool]] = deque()
+        while True:
+            step = ray.get(self._coordinator.next_assignment.remote(self._id, self._node))
+            if step is None or isinstance(step, Wait):
+                if open_segments:  # a deferral among them may be what the coordinator has next
+                    self._finish(open_segments, counts, wait=True)
+                    continue
+                if step is None:
+                    return counts
                 time.sleep(min(MAX_WAIT, step.seconds))
                 continue
-            lanes, completed = self._feed(step, counts)
+            lanes, completed = self._feed(step, counts, open_segments)
+            open_segments.append((step, lanes, completed))
+            self._finish(open_segments, counts, wait=False)
+
+    def _finish(self, open_segments: deque, counts: dict, *, wait: bool) -> None:
+        """Report to the coordinator the open segments (oldest first) whose sets every destination
+        answered; with `wait`, wait for all of them."""
+        while open_segments:
+            step, lanes, completed = open_segments[0]
+            if not wait and not lanes.poll(_done):
+                return
             deferred = lanes.drain()  # the segment is finished once every attached writer answered
             counts["deferrals"] += len(deferred)
             ray.get(self._coordinator.finished.remote(step.segment, completed, sorted(deferred)))
             counts["segments"] += 1
-        return counts
+            open_segments.popleft()
 
-    def _feed(self, assignment: Assignment, counts: dict) -> tuple[Lanes, bool]:
+    def _feed(self, assignment: Assignment, counts: dict, older: deque) -> tuple[Lanes, bool]:
         names = self._writers.keys() if assignment.destinations is None else assignment.destinations
         lanes = Lanes(sorted(names), self._max_in_flight, self._submit, ray.get)
         completed, start = False, assignment.start
@@ -66,6 +90,8 @@ class ReaderActor:
             if self._stop_requested():
                 completed = False  # parked: the next run resumes it from the committed offsets
                 break
+            if older:
+                self._make_room(lanes, older, counts)
             ref = ray.put(change_set)
             if self._transformer is not None:  # once per set: the steps every destination shares
                 ref = self._transformer.common.remote(ref)
@@ -74,6 +100,18 @@ class ReaderActor:
             counts["rows"] += change_set.rows
             completed, start = change_set.completed, change_set.end
         return lanes, completed
+
+    def _make_room(self, lanes: Lanes, older: deque, counts: dict) -> None:
+        """Keep each destination's window bounded across segments: wait for the older segments'
+        oldest sets while the destination has `max_in_flight` in flight in all; then report the
+        older segments that are all answered."""
+        for name in lanes.attached():
+            while lanes.in_flight(name) + sum(o.in_flight(name) for _, o, _ in older) >= self._max_in_flight:
+                oldest = next((o for _, o, _ in older if o.in_flight(name)), None)
+                if oldest is None:
+                    break  # the rest is this segment's own: `send` waits for it
+                oldest.settle_oldest(name)
+        self._finish(older, counts, wait=False)
 
     def _stop_requested(self) -> bool:
         """Asks the coordinator at most every STOP_POLL seconds (not once per set)."""
@@ -88,3 +126,8 @@ class ReaderActor:
         if self._transformer is not None:  # refs are handed on: the data goes actor to actor
             ref = self._transformer.for_destination.remote(ref, name)
         return self._writers[name].apply.remote(self._node, ref, start)
+
+
+def _done(refs: list) -> list:
+    """The refs among `refs` whose results are in (no waiting)."""
+    return ray.wait(refs, num_returns=len(refs), timeout=0)[0]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 
 import ray
 
@@ -27,8 +29,9 @@ class WriterActor:
             dlq = RemoteDeadLetters(dlq)
         self._writer = DestinationWriter(destination, dlq, policy or RetryPolicy(), detach_after=detach_after)
         self._offsets = offsets
-        for offset in self._writer.start().values():
-            self._offsets.record.remote(name, offset)
+        self._timings = CommitTimings()
+        # recorded before the actor is ready: the coordinator's first scan reads them
+        ray.get([self._offsets.record.remote(name, offset) for offset in self._writer.start().values()])
 
     def close(self) -> None:
         """Release the destination (chDB lets one process at a time open its directory)."""
@@ -38,4 +41,29 @@ class WriterActor:
         result = self._writer.apply(node, change_set, start)
         if result.offset is not None:
             ray.get(self._offsets.record.remote(self._name, result.offset))
+            self._timings.committed(result.rows)
         return result
+
+    def timings(self) -> dict:
+        """When this writer committed its first and last set (wall clock) and how many rows."""
+        return self._timings.as_dict()
+
+
+@dataclass
+class CommitTimings:
+    first: float | None = None  # time.time() of the first committed set
+    first_rows: int = 0  # rows of that set
+    last: float | None = None
+    rows: int = 0
+    sets: int = 0
+
+    def committed(self, rows: int) -> None:
+        now = time.time()
+        if self.first is None:
+            self.first, self.first_rows = now, rows
+        self.last = now
+        self.rows += rows
+        self.sets += 1
+
+    def as_dict(self) -> dict:
+        return asdict(self)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -52,6 +53,9 @@ class RayRunSummary:
     reader_restarts: int = 0
     retired: int = 0  # segments deleted or archived (retention), every destination having committed them
     stopped: bool = False  # ended early by a stop request, after committing what was in flight
+    started: float = 0.0  # time.time() when the pass began (before any actor was created)
+    # destination -> its writer's commit times (`WriterActor.timings`): first/last committed set, rows
+    writers: dict[str, dict] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -92,20 +96,21 @@ def replicate_available_on_ray(
     returns (`stopped` in the summary).
 
     Actors are named `<run_id>:<role>[:<what>]` (`ray.get_actor`), for operators and fault tests."""
+    started = time.time()
     run_id = run_id or uuid.uuid4().hex[:8]
     policy = policy or RetryPolicy()
     offsets = OffsetActor.options(name=f"{run_id}:offsets", **RESTARTABLE).remote()
     dlq = None
     if dead_letters is not None:
         dlq = DeadLetterActor.options(name=f"{run_id}:dlq", **RESTARTABLE).remote(dead_letters)
+    # every actor is created at once (their constructors, imports and connections run concurrently);
+    # the driver then waits once, for what the coordinator's first scan needs
     writers = {name: WriterActor.options(name=f"{run_id}:writer:{name}", **RESTARTABLE).remote(
         name, factory, offsets, dlq, policy, detach_after) for name, factory in destination_factories.items()}
-    ray.get([w.__ray_ready__.remote() for w in writers.values()])  # offsets loaded before assignment
     coordinator = CoordinatorActor.options(name=f"{run_id}:coordinator", **RESTARTABLE).remote(
         {node: str(s.directory) for node, s in sources.items()}, offsets, list(destination_factories),
         retention, str(archive_dir) if archive_dir else None, _Backoff(policy))
-    ray.get(coordinator.refresh.remote())
-    summary = RayRunSummary()
+    summary = RayRunSummary(started=started)
     transformers = {}
     if transforms is not None:  # one per node, beside its reader: the sets do not cross the network
         factory = TransformerFactory(transforms, dict(destination_factories))
@@ -113,14 +118,24 @@ def replicate_available_on_ray(
                                                      **pinned_to(s.ray_resource)).remote(factory)
                         for node, s in sources.items()}
 
-    def start(node: str, attempt: int):
+    def create(node: str, attempt: int):
         reader_id = f"{run_id}:reader:{node}:{attempt}"
         actor = ReaderActor.options(name=reader_id, **pinned_to(sources[node].ray_resource)).remote(
             reader_id, node, reader_factory, coordinator, writers, max_in_flight=max_in_flight,
             batch_rows=batch_rows, batch_bytes=batch_bytes, tables=tables, transformer=transformers.get(node))
+        return reader_id, actor
+
+    def start(node: str, attempt: int, created=None):
+        reader_id, actor = created or create(node, attempt)
         return reader_id, actor, actor.run_available.remote()
 
-    running = {node: (0, *start(node, 0)) for node in sources}
+    created = {node: create(node, 0) for node in sources}  # readers load their schemas meanwhile
+    # writers ready: their offsets are loaded and recorded, which the coordinator's scan reads
+    ray.get([w.__ray_ready__.remote() for w in writers.values()]
+            + [t.__ray_ready__.remote() for t in transformers.values()])
+    ray.get(coordinator.refresh.remote())
+
+    running = {node: (0, *start(node, 0, created[node])) for node in sources}
     stopping = False
     try:
         while running:
@@ -145,6 +160,7 @@ def replicate_available_on_ray(
                 summary.reader_restarts += 1
                 running[node] = (attempt + 1, *start(node, attempt + 1))
         summary.retired = len(ray.get(coordinator.retired.remote()))
+        summary.writers = dict(zip(writers, ray.get([w.timings.remote() for w in writers.values()])))
         ray.get([w.close.remote() for w in writers.values()])
     finally:
         for actor in (*writers.values(), *transformers.values(), coordinator, offsets,

@@ -44,7 +44,29 @@ class Lanes(Generic[H]):
         return [name for name in self._windows if name not in self.deferred]
 
     def in_flight(self, name: str) -> int:
-        return len(self._windows[name])
+        return len(self._windows.get(name, ()))
+
+    def idle(self) -> bool:
+        """No set of these lanes is in flight any more (every answer is in)."""
+        return not any(self._windows.values())
+
+    def settle_oldest(self, name: str) -> None:
+        """Wait for the oldest set in flight to `name` (when there is one): a reader's next segment
+        makes room in the destination's window this way, the window being shared across segments."""
+        window = self._windows.get(name)
+        if window:
+            self._settle(name, window.popleft())
+
+    def poll(self, ready: Callable[[list[H]], Iterable[H]]) -> bool:
+        """Settle, without waiting, the sets already answered (`ready`: those of the given handles
+        that are done); each window in order. True when nothing is in flight any more."""
+        for name, window in self._windows.items():
+            if not window:
+                continue
+            done = set(ready(list(window)))
+            while window and window[0] in done:
+                self._settle(name, window.popleft())
+        return self.idle()
 
     def send(self, item: Any) -> None:
         """Hand `item` to every attached destination, first waiting for room in its window."""

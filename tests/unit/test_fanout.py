@@ -64,3 +64,22 @@ def test_a_deferring_destination_is_detached_and_the_others_get_everything():
     assert sent_to_pg == list(range(len(sent_to_pg)))  # in order, stopped soon after the deferral
     assert len(sent_to_pg) <= down_from + 3 + 1
     assert lanes.attached() == ["ch"] and lanes.totals["pg"].sets == down_from
+
+
+def test_poll_settles_only_what_is_answered_in_order_and_settle_oldest_makes_room():
+    """What a reader does across segments: `poll` settles, without waiting, the answered prefix of
+    each window; `settle_oldest` waits for one set of one destination; `idle` once all are in."""
+    writers = Writers(lambda name, item: ApplyResult(rows=1) if name == "ch" or item != 3
+                      else ApplyResult(status="deferred", reason="down"))
+    lanes = Lanes(["ch", "pg"], 5, writers.submit, writers.collect)
+    for i in range(4):
+        lanes.send(i)
+    answered = {("ch", 0), ("ch", 2), ("pg", 0), ("pg", 1)}  # ch 1 not answered: ch 2 waits behind it
+    assert not lanes.poll(lambda handles: [h for h in handles if h in answered])
+    assert (lanes.in_flight("ch"), lanes.in_flight("pg")) == (3, 2)
+    assert lanes.in_flight("other") == 0
+    lanes.settle_oldest("pg")
+    assert lanes.in_flight("pg") == 1 and not lanes.idle()
+    assert lanes.poll(lambda handles: handles)
+    assert lanes.idle() and lanes.drain() == {"pg": "down"}
+    assert lanes.totals["ch"].sets == 4 and lanes.totals["pg"].sets == 3
