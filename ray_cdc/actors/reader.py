@@ -4,7 +4,9 @@ A reader asks the coordinator for a segment, decodes it into ChangeSets, puts ea
 store once, has its node's transform actor transform it (when there is one) and hands the reference
 to every writer still owed the segment, each with its own
 bounded window (`pipeline/fanout.py`): a slow destination slows the reader down, a destination that
-is down is detached for the segment, and memory does not grow with the backlog.
+is down is detached for the segment, and memory does not grow with the backlog. Segments overlap:
+the next one is read while the writers apply the previous one's sets (the windows are shared), and
+a segment is reported finished to the coordinator only once every destination answered all of it.
 """
 
 from __future__ import annotations
