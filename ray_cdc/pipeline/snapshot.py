@@ -38,7 +38,7 @@ from ray_cdc.pipeline.writing import RetryPolicy
 from ray_cdc.schema.model import TableSchema
 from ray_cdc.snapshot.errors import SnapshotError
 from ray_cdc.snapshot.meter import SnapshotMeter
-from ray_cdc.snapshot.progress import common_done, covered, done_intervals, snapshot_node
+from ray_cdc.snapshot.progress import common_done, covered, done_intervals
 from ray_cdc.snapshot.ranges import (
     TokenRange,
     complement,

@@ -193,7 +193,7 @@ class RangeReader:
     def _page(self, future, task: RangeTask) -> tuple[RawPage, bytes | None]:
         try:
             result = future.result()
-        except Exception as exc:  # noqa: BLE001 - the driver's errors, after its own retry policy
+        except Exception as exc:
             raise SnapshotReadError(f"{type(exc).__name__}: {exc}", table=task.table,
                                     token_range=str(task.range)) from exc
         pages = result.current_rows

@@ -44,7 +44,6 @@ import pyarrow.compute as pc
 
 from ray_cdc.commitlog.arrow_batches import (
     batch_schema,
-    cells_column,
     cells_type,
     fastpath,
     range_type,

@@ -768,7 +768,7 @@ def test_each_framing_damage_same_on_both_paths(framing_base, tmp_path, api, on_
     directory, name, data, spans = framing_base
     shutil.copy(directory / "schema.cql", tmp_path / "schema.cql")
     (tmp_path / name).write_bytes(_damage(data, spans, [edit]))
-    got, error, reports, by_kernel = _differential_damaged(tmp_path, name, on_error, api, max_rows=50)
+    _, error, reports, by_kernel = _differential_damaged(tmp_path, name, on_error, api, max_rows=50)
     assert by_kernel > 0
     undecodable, problems = reports[0][1], reports[0][-1]
     assert error is not None or problems or undecodable or edit[0] == "zero", "the damage went unnoticed"
@@ -789,8 +789,8 @@ def test_resume_inside_a_section_same_on_both_paths(framing_base, tmp_path, api)
     segment_id = parse_segment_name(name)[1]
     for which in (0, 1, 150, len(spans) // 2, len(spans) - 2):
         start = CommitLogPosition(segment_id, spans[which][1])
-        got, error, reports, by_kernel = _differential_damaged(tmp_path, name, "raise", api, start=start,
-                                                               max_rows=100)
+        _, error, reports, by_kernel = _differential_damaged(tmp_path, name, "raise", api, start=start,
+                                                             max_rows=100)
         assert error is None and (by_kernel > 0 or len(spans) - which < 10)
         assert reports[0][3] == len(spans) - which - 1  # entries after the start
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ray_cdc.offsets import Offset
+from ray_cdc.offsets.offset import OffsetRegressionError
 from ray_cdc.snapshot.errors import SnapshotPlanError
 from ray_cdc.snapshot.progress import common_done, covered, done_intervals, range_offset, snapshot_node
 from ray_cdc.snapshot.ranges import (
@@ -91,7 +92,7 @@ def test_progress_offsets_name_the_table_and_range_and_move_forward_only():
     assert first.partition_id == "snapshot/ks.t/-1000"
     done = range_offset("ks.t", r, 1000, completed=True)
     assert first.advance(done) == done
-    with pytest.raises(Exception):
+    with pytest.raises(OffsetRegressionError, match="move back"):
         done.advance(first)
 
 

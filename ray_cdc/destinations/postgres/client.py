@@ -36,7 +36,15 @@ from psycopg.conninfo import conninfo_to_dict
 
 from ray_cdc.destinations.base import Capabilities, WriteResult
 from ray_cdc.destinations.postgres import merge
-from ray_cdc.destinations.postgres.ddl import OFFSETS_DDL, TableNames, Target, names_for, pg_type, qi, table_ddl
+from ray_cdc.destinations.postgres.ddl import (
+    OFFSETS_DDL,
+    TableNames,
+    Target,
+    names_for,
+    pg_type,
+    qi,
+    table_ddl,
+)
 from ray_cdc.destinations.postgres.errors import classify, is_bad_data
 from ray_cdc.destinations.postgres.staging import Stage, StagedBatch, stage_batch
 from ray_cdc.destinations.postgres.values import RowProblems, column_values
