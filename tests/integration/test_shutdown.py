@@ -24,10 +24,10 @@ from ray_cdc.commitlog.reader import CommitLogReader, sort_segments
 from ray_cdc.destinations.clickhouse import ClickHouseDestination
 from ray_cdc.destinations.postgres import PostgresDestination
 from ray_cdc.schema.registry import SchemaRegistry
-from tests.integration.pipeline_checks import (  # noqa: F401  (ttl_free_nodes: module fixture)
+from tests.integration.pipeline_checks import (  # noqa: F401  (replica_nodes: module fixture)
     assert_clickhouse_equals_oracle,
     assert_postgres_equals_oracle,
-    ttl_free_nodes,
+    replica_nodes,
 )
 from tests.support.expected_state import expected_state
 
@@ -65,8 +65,8 @@ def _covered(changes, offsets):
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_sigterm_commits_what_is_in_flight_then_exits(postgres_server, ttl_free_nodes, tmp_path, seed):  # noqa: F811
-    root, schema_tables, states, n_segments = ttl_free_nodes
+def test_sigterm_commits_what_is_in_flight_then_exits(postgres_server, replica_nodes, tmp_path, seed):  # noqa: F811
+    root, schema_tables, states, n_segments = replica_nodes
     name = "g_" + uuid.uuid4().hex[:8]
     config = _config(tmp_path, root, name)
     env = {**os.environ, "PG_DSN": postgres_server.dsn, "RAY_ADDRESS": ""}
