@@ -129,27 +129,13 @@ class LegacyCommitLogReader:
         run of entries, closed at an entry boundary when a batch is full and at the end; the last set
         carries the end position (also with no batches) and `completed`."""
         from ray_cdc.commitlog.arrow_batches import ArrowBatcher
-        from ray_cdc.commitlog.reader import ChangeSet  # lazy: reader.py dispatches to this module
+        from ray_cdc.commitlog.reader import change_sets_of  # lazy: reader.py dispatches to this module
 
         batcher = ArrowBatcher(max_rows=max_rows, max_bytes=max_bytes)
-        segment_id = parse_segment_name(str(path))[1]
-        last, closed = start, None
-        for position, decoded in self.steps(path, start):
-            full = list(batcher.add(decoded)) if decoded is not None else []
-            if closed is not None:
-                yield closed
-                closed = None
-            last = position
-            if full:
-                closed = ChangeSet(segment_id, position, [*full, *batcher.flush()])
-        report = self.summaries[-1].report
-        completed = bool(report.completed and report.end_of_data and not report.problems)
-        if closed is not None:
-            closed.completed = completed
-            yield closed
-            return
-        end = last if last is not None else CommitLogPosition(segment_id, 0)
-        yield ChangeSet(segment_id, end, list(batcher.flush()), completed=completed)
+        steps = ((position, list(batcher.add(decoded)) if decoded is not None else [])
+                 for position, decoded in self.steps(path, start))
+        yield from change_sets_of(steps, parse_segment_name(str(path))[1], start, batcher,
+                                  lambda: self.summaries[-1].report)
 
     # --- internals ------------------------------------------------------------------------------------
 

@@ -202,23 +202,8 @@ class CommitLogReader:
         batcher = ArrowBatcher(max_rows=max_rows, max_bytes=max_bytes)
         kernel = fp.Kernel(max_rows, max_bytes) if fp is not None else None
         segment_id = parse_segment_name(str(path))[1]
-        last = start
-        closed: ChangeSet | None = None  # held back one step: the segment's last set says `completed`
-        for position, full in self._segment_steps(str(path), start, batcher, kernel, fp):
-            if closed is not None:
-                yield closed
-                closed = None
-            last = position
-            if full:  # some table's batch is full: close the set here, at an entry boundary
-                closed = ChangeSet(segment_id, position, [*full, *batcher.flush()])
-        report = self.summaries[-1].report
-        completed = bool(report.completed and report.end_of_data and not report.problems)
-        if closed is not None:
-            closed.completed = completed
-            yield closed
-            return
-        end = last if last is not None else CommitLogPosition(segment_id, 0)
-        yield ChangeSet(segment_id, end, list(batcher.flush()), completed=completed)
+        steps = self._segment_steps(str(path), start, batcher, kernel, fp)
+        yield from change_sets_of(steps, segment_id, start, batcher, lambda: self.summaries[-1].report)
 
     def _segment_batches(self, path: str, start, batcher, kernel, fp):
         for _, full in self._segment_steps(path, start, batcher, kernel, fp):
@@ -375,6 +360,31 @@ class CommitLogReader:
             return False
         summary.system_mutations += 1
         return True
+
+
+def change_sets_of(steps, segment_id: int, start: CommitLogPosition | None, batcher,
+                   report) -> Iterator[ChangeSet]:
+    """ChangeSets from a segment's steps ((position, batches that became full) after each entry or
+    kernel run): a set closes at the entry that filled a batch, taking every table's open batch; the
+    last set (possibly empty) carries the end position and whether the segment is `completed`
+    (`report()`: the segment's read report, once the steps are exhausted)."""
+    last = start
+    closed: ChangeSet | None = None  # held back one step: the segment's last set says `completed`
+    for position, full in steps:
+        if closed is not None:
+            yield closed
+            closed = None
+        last = position
+        if full:  # some table's batch is full: close the set here, at an entry boundary
+            closed = ChangeSet(segment_id, position, [*full, *batcher.flush()])
+    done = report()
+    completed = bool(done.completed and done.end_of_data and not done.problems)
+    if closed is not None:
+        closed.completed = completed
+        yield closed
+        return
+    end = last if last is not None else CommitLogPosition(segment_id, 0)
+    yield ChangeSet(segment_id, end, list(batcher.flush()), completed=completed)
 
 
 def _first_table_id(body) -> UUID | None:
