@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import ray
 
 from ray_cdc.commitlog.position import CommitLogPosition
 from ray_cdc.pipeline.writing import ApplyResult, DestinationWriter, RetryPolicy
+
+APPLY_SECONDS_KEPT = 10_000  # the latest sets' apply times a writer keeps
 
 
 @ray.remote
@@ -38,10 +41,11 @@ class WriterActor:
         self._destination.close()
 
     def apply(self, node: str, change_set, start: CommitLogPosition | None = None) -> ApplyResult:
+        began = time.perf_counter()
         result = self._writer.apply(node, change_set, start)
         if result.offset is not None:
             ray.get(self._offsets.record.remote(self._name, result.offset))
-            self._timings.committed(result.rows)
+            self._timings.committed(result.rows, time.perf_counter() - began)
         return result
 
     def timings(self) -> dict:
@@ -56,14 +60,20 @@ class CommitTimings:
     last: float | None = None
     rows: int = 0
     sets: int = 0
+    # per committed set, seconds from the apply call to its offset recorded (its wait in the actor's
+    # queue not included), for benchmarks/harness.py's latency percentiles; bounded, as a writer of a
+    # long run commits sets without end
+    apply_seconds: deque = field(default_factory=lambda: deque(maxlen=APPLY_SECONDS_KEPT))
 
-    def committed(self, rows: int) -> None:
+    def committed(self, rows: int, seconds: float | None = None) -> None:
         now = time.time()
         if self.first is None:
             self.first, self.first_rows = now, rows
         self.last = now
         self.rows += rows
         self.sets += 1
+        if seconds is not None:
+            self.apply_seconds.append(seconds)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "apply_seconds": list(self.apply_seconds)}
