@@ -362,7 +362,10 @@ def measure_ceiling(scenario: str, destinations: list[str], dsn: str, inputs: li
 # --- the pipeline ----------------------------------------------------------------------------------
 
 
-def config_text(destinations: list[str], segments: Path, tag: str, scratch: Path, batch_rows: int | None) -> str:
+def config_text(destinations: list[str], segments: Path | list[Path], tag: str, scratch: Path,
+                batch_rows: int | None) -> str:
+    """`segments`: one directory, or one per Cassandra node (one reader each; schema.cql from the first)."""
+    nodes = segments if isinstance(segments, list) else [segments]
     lines = []
     if "postgres" in destinations:
         lines.append(f'  bpg_{tag}: {{type: postgres, dsn: "${{BENCH_PG_DSN}}", schema: bpg_{tag}}}')
@@ -372,8 +375,9 @@ def config_text(destinations: list[str], segments: Path, tag: str, scratch: Path
     if "clickhouse" in destinations:
         lines.append(f'  ch_{tag}: {{type: clickhouse, dsn: "chdb://{scratch / ("ch-" + tag)}"}}')
     pipeline = f"state_dir: {scratch / ('state-' + tag)}" + (f", batch_rows: {batch_rows}" if batch_rows else "")
-    return (f"sources:\n  - {{name: bench, commitlog_dir: {segments}}}\n"
-            f"schema: {{cql_file: {segments / 'schema.cql'}}}\n"
+    sources = "".join(f"  - {{name: bench{i or ''}, commitlog_dir: {d}}}\n" for i, d in enumerate(nodes))
+    return (f"sources:\n{sources}"
+            f"schema: {{cql_file: {nodes[0] / 'schema.cql'}}}\n"
             f"destinations:\n" + "\n".join(lines) + "\n"
             f"pipeline: {{{pipeline}}}\n")
 
@@ -391,6 +395,7 @@ class TreeSampler:
         self.root = psutil.Process(pid)
         self.peak = self.peak_pss = 0
         self.peak_processes: dict[str, float] = {}
+        self.timeline: list[list] = []  # [seconds since start, summed RSS MiB, summed PSS MiB or None]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -399,6 +404,7 @@ class TreeSampler:
         import psutil
 
         n = 0
+        began = time.perf_counter()
         while not self._stop.is_set():
             try:
                 processes = [self.root, *self.root.children(recursive=True)]
@@ -418,6 +424,8 @@ class TreeSampler:
                 self.peak = total
                 self.peak_processes = {_label(p): rss / 2**20 for rss, p in sizes.values()}
             self.peak_pss = max(self.peak_pss, pss)
+            self.timeline.append([round(time.perf_counter() - began, 2), round(total / 2**20, 1),
+                                  round(pss / 2**20, 1) if n % self.PSS_EVERY == 0 else None])
             n += 1
             self._stop.wait(SAMPLE_EVERY)
 
@@ -439,7 +447,7 @@ def _label(process) -> str:
         return f"? [{process.pid}]"
 
 
-def measure_pipeline(scenario: str, destinations: list[str], dsn: str, segments: Path, scratch: Path,
+def measure_pipeline(scenario: str, destinations: list[str], dsn: str, segments: Path | list[Path], scratch: Path,
                      batch_rows: int | None) -> dict:
     tag = uuid.uuid4().hex[:8]
     config = scratch / f"config-{tag}.yaml"
@@ -465,7 +473,8 @@ def measure_pipeline(scenario: str, destinations: list[str], dsn: str, segments:
             "rows_per_s": result["rows"] / result["seconds"], "start_s": result["start_s"], "wall_s": wall,
             "startup_s": result.get("startup_s"), "steady_rows_per_s": result.get("steady_rows_per_s"),
             "steady_s": result.get("steady_s"), "steady_per_destination": result.get("steady_per_destination"),
-            "peak_rss_mib": peak, "peak_pss_mib": peak_pss, "processes_at_peak": sampler.peak_processes}
+            "peak_rss_mib": peak, "peak_pss_mib": peak_pss, "processes_at_peak": sampler.peak_processes,
+            "memory_timeline": sampler.timeline, "set_seconds": result.get("set_seconds")}
 
 
 def child_run(config_path: str) -> None:
@@ -487,7 +496,12 @@ def child_run(config_path: str) -> None:
         return
     elapsed = time.perf_counter() - t1
     rows = sum(r["rows"] for p in passes for r in p.readers)
-    print(json.dumps({"rows": rows, "seconds": elapsed, "start_s": start, **steady_state(passes, wall1)}))
+    set_seconds = {}  # destination -> each committed set's apply time (the harness's latency percentiles)
+    for p in passes:
+        for name, t in p.writers.items():
+            set_seconds.setdefault(name, []).extend(t.get("apply_seconds", []))
+    print(json.dumps({"rows": rows, "seconds": elapsed, "start_s": start, **steady_state(passes, wall1),
+                      "set_seconds": set_seconds}))
 
 
 def steady_state(passes, began: float) -> dict:
