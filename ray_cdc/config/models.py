@@ -34,6 +34,7 @@ from ray_cdc.config.values import (
     TablePattern,
     embedded_dir,
 )
+from ray_cdc.config.writers import WritersConfig
 
 
 class _Section(BaseModel):
@@ -278,6 +279,7 @@ class Config(_Section):
     dlq: Dlq = Field(default_factory=FilesDlq)
     retry: RetryConfig = Field(default_factory=RetryConfig)
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
+    writers: WritersConfig = Field(default_factory=WritersConfig)  # writer actors per destination
 
     @field_validator("sources")
     @classmethod
