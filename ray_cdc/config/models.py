@@ -34,6 +34,7 @@ from ray_cdc.config.values import (
     TablePattern,
     embedded_dir,
 )
+from ray_cdc.config.masking import MaskingConfig
 from ray_cdc.config.writers import WritersConfig
 
 
@@ -123,6 +124,8 @@ class PostgresDestination(_Section):
     # (`schema` is a BaseModel attribute, hence the alias.)
     db_schema: Identifier | None = Field(None, alias="schema")
     offsets_table: Identifier = "ray_cdc_offsets"
+    # seconds between deletions of rows whose TTL has passed (the views hide them already); None: off
+    expiry_interval: Duration | None = None
 
     @property
     def embedded_dir(self) -> Path | None:
@@ -280,6 +283,7 @@ class Config(_Section):
     retry: RetryConfig = Field(default_factory=RetryConfig)
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     writers: WritersConfig = Field(default_factory=WritersConfig)  # writer actors per destination
+    masking: MaskingConfig | None = None  # None: every destination sees every column in clear
 
     @field_validator("sources")
     @classmethod
