@@ -12,6 +12,7 @@ import ray
 from ray_cdc.pipeline.coordination import (
     Assignment,
     Coordinator,
+    Progress,
     Retention,
     SegmentRef,
     Wait,
@@ -90,3 +91,6 @@ class CoordinatorActor:
 
     def idle(self) -> bool:
         return self._coordinator.idle()
+
+    def progress(self) -> Progress:
+        return self._coordinator.progress()

@@ -51,6 +51,15 @@ class Wait:
 
 
 @dataclass(frozen=True)
+class Progress:
+    """Where each segment (by partition id) stands for the coordinator: the health API's /status."""
+
+    reading: dict[str, str]  # partition id -> the reader working on it
+    queued: frozenset[str]  # waiting for a reader: new, parked until the next scan, or deferred
+    done: frozenset[str]
+
+
+@dataclass(frozen=True)
 class _Task:
     segment: SegmentRef
     owed: frozenset[str] | None  # None: every destination
@@ -193,6 +202,11 @@ class Coordinator:
 
     def done(self) -> list[SegmentRef]:
         return sorted(self._done)
+
+    def progress(self) -> Progress:
+        queued = {t.segment for q in self._pending.values() for t in q} | set(self._parked)
+        return Progress({s.partition_id: r for s, r in self.assigned().items()},
+                        frozenset(s.partition_id for s in queued), frozenset(s.partition_id for s in self._done))
 
 
 def _doubling(initial: float, maximum: float) -> Iterator[float]:
