@@ -85,9 +85,10 @@ def _generate_chunk(directory: str, rows: int, mix: str, seed: int, index: int) 
     return {"rows": summary.row_changes, "bytes": summary.data_bytes}
 
 
-def workload_dir(root: Path, rows: int, mix: str, seed: int) -> tuple[Path, dict]:
+def workload_dir(root: Path, rows: int, mix: str, seed: int, chunk_rows: int = CHUNK_ROWS) -> tuple[Path, dict]:
     """Segments of `rows` row changes (reused when `root` already holds them): generated in parallel
-    chunks, each with its own seed and segment ids, so the segment ids keep increasing."""
+    chunks of `chunk_rows` (at least one segment each), each with its own seed and segment ids, so the
+    segment ids keep increasing."""
     directory = root / f"{mix}-{rows}-s{seed}"
     done = directory / "generated.json"
     if done.exists():
@@ -95,7 +96,7 @@ def workload_dir(root: Path, rows: int, mix: str, seed: int) -> tuple[Path, dict
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
     t0 = time.perf_counter()
-    sizes = [min(CHUNK_ROWS, rows - i) for i in range(0, rows, CHUNK_ROWS)]
+    sizes = [min(chunk_rows, rows - i) for i in range(0, rows, chunk_rows)]
     with concurrent.futures.ProcessPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         parts = list(pool.map(_generate_chunk, [str(directory)] * len(sizes), sizes, [mix] * len(sizes),
                               [seed] * len(sizes), range(len(sizes))))
@@ -363,8 +364,9 @@ def measure_ceiling(scenario: str, destinations: list[str], dsn: str, inputs: li
 
 
 def config_text(destinations: list[str], segments: Path | list[Path], tag: str, scratch: Path,
-                batch_rows: int | None) -> str:
-    """`segments`: one directory, or one per Cassandra node (one reader each; schema.cql from the first)."""
+                batch_rows: int | None, extra: str = "") -> str:
+    """`segments`: one directory, or one per Cassandra node (one reader each; schema.cql from the first).
+    `extra`: more top-level YAML (e.g. the harness's `writers:` section)."""
     nodes = segments if isinstance(segments, list) else [segments]
     lines = []
     if "postgres" in destinations:
@@ -379,7 +381,7 @@ def config_text(destinations: list[str], segments: Path | list[Path], tag: str, 
     return (f"sources:\n{sources}"
             f"schema: {{cql_file: {nodes[0] / 'schema.cql'}}}\n"
             f"destinations:\n" + "\n".join(lines) + "\n"
-            f"pipeline: {{{pipeline}}}\n")
+            f"pipeline: {{{pipeline}}}\n{extra}")
 
 
 class TreeSampler:
@@ -448,10 +450,10 @@ def _label(process) -> str:
 
 
 def measure_pipeline(scenario: str, destinations: list[str], dsn: str, segments: Path | list[Path], scratch: Path,
-                     batch_rows: int | None) -> dict:
+                     batch_rows: int | None, extra_config: str = "") -> dict:
     tag = uuid.uuid4().hex[:8]
     config = scratch / f"config-{tag}.yaml"
-    config.write_text(config_text(destinations, segments, tag, scratch, batch_rows))
+    config.write_text(config_text(destinations, segments, tag, scratch, batch_rows, extra_config))
     env = {**os.environ, "BENCH_PG_DSN": dsn, "RAY_ADDRESS": "", "RAY_AUTH_MODE": "disabled"}
     t0 = time.perf_counter()
     child = subprocess.Popen([sys.executable, __file__, "--child-run", str(config)], env=env,
