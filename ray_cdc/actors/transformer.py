@@ -13,7 +13,8 @@ from ray_cdc.transforms import TransformedSet, Transformer, TransformSettings
 @dataclass(frozen=True)
 class TransformerFactory:
     """Builds the Transformer inside the actor. Destinations are built *unopened*, for their pure
-    `prepare` only (no connection is made here); those without one are left out."""
+    `prepare` only (no connection is made here); those without one are left out. The masking key
+    is read here too, from this process's environment or the key file: it never travels."""
 
     settings: TransformSettings = field(default_factory=TransformSettings)
     destination_factories: Mapping[str, Callable] = field(default_factory=dict)
@@ -24,7 +25,8 @@ class TransformerFactory:
             destination = factory()
             if callable(getattr(destination, "prepare", None)):
                 preparers[name] = destination
-        return Transformer(self.settings, preparers=preparers)
+        return Transformer(self.settings, mask=self.settings.mask(list(self.destination_factories)),
+                           preparers=preparers)
 
 
 # No CPU reserved: a pinned actor would otherwise hold a whole CPU for its lifetime (Ray's rule for

@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from ray_cdc.config.masking import MaskingConfig
 from ray_cdc.config.values import (
     ByteSize,
     ClickHouseDsn,
@@ -34,7 +35,6 @@ from ray_cdc.config.values import (
     TablePattern,
     embedded_dir,
 )
-from ray_cdc.config.masking import MaskingConfig
 from ray_cdc.config.writers import WritersConfig
 
 

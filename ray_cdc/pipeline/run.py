@@ -19,8 +19,10 @@ from ray_cdc.config.models import Config, SchemaConfig, SourceConfig
 from ray_cdc.config.models import PostgresDestination as PostgresConfig
 from ray_cdc.config.models import TimescaleDestination as TimescaleConfig
 from ray_cdc.pipeline.distributed import NodeSource, RayRunSummary, replicate_available_on_ray
+from ray_cdc.pipeline.scaling import ScalingSettings, WriterBounds
 from ray_cdc.pipeline.writing import RetryPolicy
 from ray_cdc.transforms import TransformSettings
+from ray_cdc.transforms.masking import check_destinations
 
 log = logging.getLogger(__name__)
 
@@ -169,16 +171,30 @@ def replicate(config: Config, *, once: bool = False, stop: threading.Event | Non
             batch_bytes=config.pipeline.batch_bytes, max_in_flight=config.pipeline.max_in_flight_batches,
             policy=policy, tables=config.tables, dead_letters=dead_letter_factory(config),
             retention=config.pipeline.segment_retention, archive_dir=config.pipeline.archive_dir,
-            detach_after=config.retry.detach_after, transforms=transform_settings(config), stop=stop))
+            detach_after=config.retry.detach_after, transforms=transform_settings(config), stop=stop,
+            scaling=scaling_settings(config)))
         if once or stop.is_set() or stop.wait(config.pipeline.poll_interval):
             return passes
 
 
 def transform_settings(config: Config) -> TransformSettings | None:
-    """The transform stage of the config; None: readers hand their sets straight to the writers."""
+    """The transform stage of the config; None: readers hand their sets straight to the writers.
+    With masking configured the stage always runs (masking only, when turned off)."""
+    if config.masking is not None:
+        check_destinations(config.masking, config.destinations)
     if not config.pipeline.transform_stage:
-        return None
-    return TransformSettings(coalesce=config.pipeline.coalesce)
+        return None if config.masking is None else TransformSettings.masking_only(config.masking)
+    return TransformSettings(coalesce=config.pipeline.coalesce, masking=config.masking)
+
+
+def scaling_settings(config: Config) -> ScalingSettings:
+    """Writers per destination from `writers`; embedded chDB always gets one (its engine is in the
+    writer's process, and one process at a time may open its directory)."""
+    bounds = {}
+    for name, dest in config.destinations.items():
+        single = isinstance(dest, ClickHouseConfig) and dest.embedded_dir is not None
+        bounds[name] = WriterBounds() if single else WriterBounds(config.writers.minimum, config.writers.maximum)
+    return ScalingSettings(bounds, target_drain=config.writers.target_drain, cooldown=config.writers.cooldown)
 
 
 def _has_resource(resource: str) -> bool:

@@ -8,10 +8,11 @@ from typing import Any
 
 import pyarrow as pa
 
+from ray_cdc.config.masking import MaskingConfig
 from ray_cdc.pipeline.writing import TableBatch, table_batches
 from ray_cdc.schema.model import TableSchema
 from ray_cdc.transforms.coalesce import coalesce
-from ray_cdc.transforms.masking import Mask, no_mask
+from ray_cdc.transforms.masking import Mask, Masker, no_mask
 from ray_cdc.transforms.ttl import fill_expiry
 
 Step = Callable[[pa.RecordBatch, TableSchema], pa.RecordBatch]
@@ -21,6 +22,18 @@ Step = Callable[[pa.RecordBatch, TableSchema], pa.RecordBatch]
 class TransformSettings:
     coalesce: bool = True  # see benchmarks/transform_coalesce.py for what it saves
     fill_expiry: bool = True
+    masking: MaskingConfig | None = None  # None: every destination sees every column in clear
+    prepare: bool = True  # run the destinations' `prepare` here (false: their writers do it)
+
+    @classmethod
+    def masking_only(cls, masking: MaskingConfig) -> TransformSettings:
+        """The stage when `pipeline.transform_stage` is false but masking is configured: nothing
+        unmasked may reach a writer (its destination or its DLQ), so the stage stays, masking only."""
+        return cls(coalesce=False, fill_expiry=False, masking=masking, prepare=False)
+
+    def mask(self, destinations=None) -> Mask:
+        """The Mask of these settings, built where it is used (the key is read there)."""
+        return no_mask if self.masking is None else Masker.from_config(self.masking, destinations)
 
 
 @dataclass
@@ -68,11 +81,12 @@ class Transformer:
 
     def for_destination(self, transformed: TransformedSet, destination: str) -> TransformedSet:
         """Masking, then the destination's `prepare` (when it has one)."""
-        prepare = getattr(self.preparers.get(destination), "prepare", None)
+        prepare = getattr(self.preparers.get(destination), "prepare", None) if self.settings.prepare else None
         items = []
         for item in transformed.items:
-            batch = self.mask(item.batch, item.table, destination)
-            prepared = prepare(item.table, batch) if prepare is not None and batch.num_rows else None
-            items.append(TableBatch(item.table, batch, prepared))
+            table, batch = self.mask(item.batch, item.table, destination)
+            prepared = prepare(table, batch) if prepare is not None and batch.num_rows else None
+            items.append(TableBatch(table, batch, prepared))
         return TransformedSet(transformed.segment_id, transformed.end, transformed.completed, items,
                               transformed.input_rows)
+

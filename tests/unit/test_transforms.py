@@ -167,7 +167,7 @@ def test_transformer_common_steps_then_mask_and_prepare_per_destination():
 
     def mask(batch, table, destination):
         masked.append((table.name, destination, batch.num_rows))
-        return batch
+        return table, batch
 
     transformer = Transformer(TransformSettings(coalesce=True), mask=mask, preparers={"pg": UpperNotes()})
     common = transformer.common(change_set)
