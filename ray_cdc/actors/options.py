@@ -12,3 +12,12 @@ PIN_AMOUNT = 0.01
 def pinned_to(resource: str | None) -> dict:
     """Options that place an actor on the Ray node holding a Cassandra node's commitlog directory."""
     return {"resources": {resource: PIN_AMOUNT}} if resource else {}
+
+
+def on_node(node_id: str) -> dict:
+    """Options that keep an actor on the given Ray node while it lives (elsewhere if it cannot fit):
+    the pipeline's shared actors stay beside the driver, so losing a Cassandra host loses only
+    that host's reader and transform actor."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id, soft=True)}

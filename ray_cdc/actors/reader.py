@@ -2,7 +2,8 @@
 
 A reader asks the coordinator for a segment, decodes it into ChangeSets, puts each in the object
 store once, has its node's transform actor transform it (when there is one) and hands the reference
-to every writer still owed the segment, each with its own
+to every destination still owed the segment — to the one writer the writer pool routes the
+segment to (`pipeline/scaling.SegmentRouter`) — each destination with its own
 bounded window (`pipeline/fanout.py`): a slow destination slows the reader down, a destination that
 is down is detached for the segment, and memory does not grow with the backlog. Segments overlap:
 the next one is read while the writers apply the previous one's sets (the windows are shared), and
@@ -14,6 +15,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 
 import ray
 
@@ -28,13 +30,13 @@ STOP_POLL = 0.2
 
 @ray.remote
 class ReaderActor:
-    def __init__(self, reader_id: str, node: str, reader_factory: Callable, coordinator, writers: dict,
+    def __init__(self, reader_id: str, node: str, reader_factory: Callable, coordinator, writer_pool,
                  *, max_in_flight: int = 4, batch_rows: int = 65536, batch_bytes: int = 16 << 20,
                  tables=None, transformer=None):
         self._id, self._node = reader_id, node
         self._reader = reader_factory(node)
         self._coordinator = coordinator
-        self._writers = writers
+        self._pool = writer_pool  # WriterPoolActor: which writer of each destination applies a segment
         self._transformer = transformer  # TransformActor handle, or None
         self._max_in_flight = max(1, max_in_flight)
         self._batch = {"max_rows": batch_rows, "max_bytes": batch_bytes}
@@ -49,7 +51,8 @@ class ReaderActor:
         sets is shared by every open segment). A segment is reported `finished` only when every
         destination answered all of its sets (committed, or deferred); before the reader sleeps
         or ends, every open segment is settled and reported."""
-        counts = {"reader": self._id, "segments": 0, "change_sets": 0, "rows": 0, "deferrals": 0}
+        counts = {"reader": self._id, "segments": 0, "change_sets": 0, "rows": 0, "deferrals": 0,
+                  "ray_node_id": ray.get_runtime_context().get_node_id()}  # where it ran: placement checks
         open_segments: deque[tuple[Assignment, Lanes, bool]] = deque()
         while True:
             step = ray.get(self._coordinator.next_assignment.remote(self._id, self._node))
@@ -79,8 +82,9 @@ class ReaderActor:
             open_segments.popleft()
 
     def _feed(self, assignment: Assignment, counts: dict, older: deque) -> tuple[Lanes, bool]:
-        names = self._writers.keys() if assignment.destinations is None else assignment.destinations
-        lanes = Lanes(sorted(names), self._max_in_flight, self._submit, ray.get)
+        writers = ray.get(self._pool.route.remote(assignment.segment.partition_id))
+        names = writers.keys() if assignment.destinations is None else assignment.destinations
+        lanes = Lanes(sorted(names), self._max_in_flight, partial(self._submit, writers), ray.get)
         completed, start = False, assignment.start
         for change_set in self._reader.change_sets(assignment.segment.path, start=assignment.start,
                                                    **self._batch):
@@ -123,11 +127,11 @@ class ReaderActor:
             self._stopping = ray.get(self._coordinator.stopping.remote())
         return self._stopping
 
-    def _submit(self, name: str, item):
+    def _submit(self, writers: dict, name: str, item):
         ref, start = item
         if self._transformer is not None:  # refs are handed on: the data goes actor to actor
             ref = self._transformer.for_destination.remote(ref, name)
-        return self._writers[name].apply.remote(self._node, ref, start)
+        return writers[name].apply.remote(self._node, ref, start)
 
 
 def _done(refs: list) -> list:

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 import ray
 
 from ray_cdc.commitlog.position import CommitLogPosition
+from ray_cdc.pipeline.scaling import SegmentRouter
 from ray_cdc.pipeline.writing import ApplyResult, DestinationWriter, RetryPolicy
 
 APPLY_SECONDS_KEPT = 10_000  # the latest sets' apply times a writer keeps
@@ -77,3 +78,21 @@ class CommitTimings:
 
     def as_dict(self) -> dict:
         return {**asdict(self), "apply_seconds": list(self.apply_seconds)}
+
+
+@ray.remote(num_cpus=0)
+class WriterPoolActor:
+    """The writers in rotation per destination; readers ask it once per segment which to feed.
+    The driver adds and retires writers as the backlog asks (`pipeline/scaling.WriterScaler`)."""
+
+    def __init__(self, writers: dict):
+        self._router = SegmentRouter(writers)
+
+    def route(self, partition: str) -> dict:
+        return self._router.route(partition)
+
+    def add(self, name: str, writer) -> None:
+        self._router.add(name, writer)
+
+    def retire(self, name: str):
+        return self._router.retire(name)

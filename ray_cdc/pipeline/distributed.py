@@ -1,8 +1,14 @@
-"""The replication loop on Ray: coordinator, readers pinned to their node, one writer per destination.
+"""The replication loop on Ray: coordinator, readers pinned to their node, writers per destination.
 
 The driver creates the actors, starts one reader per Cassandra node and waits for them; a reader
 that dies has its segments handed back by the coordinator and is started again (its resume point
-comes from the offsets the writers committed, so nothing is lost or applied twice).
+comes from the offsets the writers committed, so nothing is lost or applied twice). A reader whose
+Ray node is gone is started again too: it waits for a node with that Cassandra node's resource
+(the node's work pauses, the other nodes' goes on) and resumes once one joins.
+
+The shared actors (coordinator, offsets, DLQ, writers) are kept on the driver's node, so losing a
+Cassandra host loses only its reader and transform actor. Each destination has between
+`min` and `max` writers, resized from its backlog while the pass runs (`writer_fleet.py`).
 
 Destinations progress independently: a writer whose destination stays down longer than
 `detach_after` defers what it is given, the readers keep feeding the others, and the coordinator
@@ -24,11 +30,12 @@ import ray
 from ray_cdc.actors.coordinator import CoordinatorActor
 from ray_cdc.actors.dlq import DeadLetterActor
 from ray_cdc.actors.offsets import OffsetActor
-from ray_cdc.actors.options import RESTARTABLE, pinned_to
+from ray_cdc.actors.options import RESTARTABLE, on_node, pinned_to
 from ray_cdc.actors.reader import ReaderActor
 from ray_cdc.actors.transformer import TransformActor, TransformerFactory
-from ray_cdc.actors.writer import WriterActor
 from ray_cdc.pipeline.coordination import Retention
+from ray_cdc.pipeline.scaling import ScalingSettings
+from ray_cdc.pipeline.writer_fleet import WriterFleet, WriterSpec
 from ray_cdc.pipeline.writing import RetryPolicy
 from ray_cdc.transforms import TransformSettings
 
@@ -36,7 +43,7 @@ log = logging.getLogger(__name__)
 
 #: seconds a writer retries in place before it lets the readers go on without it
 DETACH_AFTER = 5.0
-#: how often the driver looks at its stop event while readers work
+#: how often the driver looks at its stop event and the writers' load while readers work
 STOP_POLL = 0.2
 DEFAULT_TRANSFORMS = TransformSettings()
 
@@ -54,8 +61,10 @@ class RayRunSummary:
     retired: int = 0  # segments deleted or archived (retention), every destination having committed them
     stopped: bool = False  # ended early by a stop request, after committing what was in flight
     started: float = 0.0  # time.time() when the pass began (before any actor was created)
-    # destination -> its writer's commit times (`WriterActor.timings`): first/last committed set, rows
+    # destination -> its writers' commit times (`WriterActor.timings`): first/last committed set, rows
     writers: dict[str, dict] = field(default_factory=dict)
+    peak_writers: dict[str, int] = field(default_factory=dict)  # destination -> most writers at once
+    scaling: list[dict] = field(default_factory=list)  # every change of a writer count (`WriterFleet.events`)
 
 
 @dataclass(frozen=True)
@@ -86,6 +95,7 @@ def replicate_available_on_ray(
     archive_dir: Path | None = None,
     transforms: TransformSettings | None = DEFAULT_TRANSFORMS,
     stop: threading.Event | None = None,
+    scaling: ScalingSettings | None = None,
 ) -> RayRunSummary:
     """Apply every durable change of every node to every destination, on the connected Ray cluster.
 
@@ -93,21 +103,23 @@ def replicate_available_on_ray(
     what happens to a segment once every destination committed all of it. `transforms`: the
     transform stage's settings; None: readers hand their sets straight to the writers. `stop`: once
     set, readers take no new set, the sets in flight are committed with their offsets, and this
-    returns (`stopped` in the summary).
+    returns (`stopped` in the summary). `scaling`: writers per destination (None: one each).
 
     Actors are named `<run_id>:<role>[:<what>]` (`ray.get_actor`), for operators and fault tests."""
     started = time.time()
     run_id = run_id or uuid.uuid4().hex[:8]
     policy = policy or RetryPolicy()
-    offsets = OffsetActor.options(name=f"{run_id}:offsets", **RESTARTABLE).remote()
+    beside_driver = on_node(ray.get_runtime_context().get_node_id())
+    offsets = OffsetActor.options(name=f"{run_id}:offsets", **RESTARTABLE, **beside_driver).remote()
     dlq = None
     if dead_letters is not None:
-        dlq = DeadLetterActor.options(name=f"{run_id}:dlq", **RESTARTABLE).remote(dead_letters)
+        dlq = DeadLetterActor.options(name=f"{run_id}:dlq", **RESTARTABLE, **beside_driver).remote(dead_letters)
     # every actor is created at once (their constructors, imports and connections run concurrently);
     # the driver then waits once, for what the coordinator's first scan needs
-    writers = {name: WriterActor.options(name=f"{run_id}:writer:{name}", **RESTARTABLE).remote(
-        name, factory, offsets, dlq, policy, detach_after) for name, factory in destination_factories.items()}
-    coordinator = CoordinatorActor.options(name=f"{run_id}:coordinator", **RESTARTABLE).remote(
+    fleet = WriterFleet(WriterSpec(run_id, offsets, dlq, policy, detach_after, beside_driver),
+                        destination_factories, scaling or ScalingSettings(),
+                        {node: s.directory for node, s in sources.items()})
+    coordinator = CoordinatorActor.options(name=f"{run_id}:coordinator", **RESTARTABLE, **beside_driver).remote(
         {node: str(s.directory) for node, s in sources.items()}, offsets, list(destination_factories),
         retention, str(archive_dir) if archive_dir else None, _Backoff(policy))
     summary = RayRunSummary(started=started)
@@ -121,7 +133,7 @@ def replicate_available_on_ray(
     def create(node: str, attempt: int):
         reader_id = f"{run_id}:reader:{node}:{attempt}"
         actor = ReaderActor.options(name=reader_id, **pinned_to(sources[node].ray_resource)).remote(
-            reader_id, node, reader_factory, coordinator, writers, max_in_flight=max_in_flight,
+            reader_id, node, reader_factory, coordinator, fleet.pool, max_in_flight=max_in_flight,
             batch_rows=batch_rows, batch_bytes=batch_bytes, tables=tables, transformer=transformers.get(node))
         return reader_id, actor
 
@@ -131,39 +143,38 @@ def replicate_available_on_ray(
 
     created = {node: create(node, 0) for node in sources}  # readers load their schemas meanwhile
     # writers ready: their offsets are loaded and recorded, which the coordinator's scan reads
-    ray.get([w.__ray_ready__.remote() for w in writers.values()]
+    ray.get([w.__ray_ready__.remote() for w in fleet.all()]
             + [t.__ray_ready__.remote() for t in transformers.values()])
     ray.get(coordinator.refresh.remote())
 
     running = {node: (0, *start(node, 0, created[node])) for node in sources}
-    stopping = False
     try:
         while running:
-            if stop is not None and stop.is_set() and not stopping:
+            if stop is not None and stop.is_set() and not summary.stopped:
                 # readers take no new set; the ones in flight are committed with their offsets
-                stopping = True
                 summary.stopped = True
                 ray.get(coordinator.stop.remote())
-            node, (attempt, reader_id, _actor, ref) = next(iter(running.items()))  # the handle keeps it alive
-            if stop is not None and not stopping:
-                ready, _ = ray.wait([ref], timeout=STOP_POLL)  # wake up for a stop request
-                if not ready:
-                    continue
-            try:
-                summary.readers.append(ray.get(ref))
-                del running[node]
-            except ray.exceptions.RayActorError:
-                if attempt >= max_reader_restarts:
-                    raise
-                log.warning("reader %s died; its segments go back to the queue", reader_id)
-                ray.get(coordinator.reader_lost.remote(reader_id))
-                summary.reader_restarts += 1
-                running[node] = (attempt + 1, *start(node, attempt + 1))
+            fleet.scale()
+            refs = {ref: node for node, (_, _, _, ref) in running.items()}  # the handles keep readers alive
+            ready, _ = ray.wait(list(refs), num_returns=1, timeout=STOP_POLL)
+            for ref in ready:
+                node = refs[ref]
+                attempt, reader_id = running.pop(node)[:2]
+                try:
+                    summary.readers.append(ray.get(ref))
+                except ray.exceptions.RayActorError:
+                    if attempt >= max_reader_restarts:
+                        raise
+                    # its Ray node may be gone: the new reader waits for one with the node's resource
+                    log.warning("reader %s died; its segments go back to the queue", reader_id)
+                    ray.get(coordinator.reader_lost.remote(reader_id))
+                    summary.reader_restarts += 1
+                    running[node] = (attempt + 1, *start(node, attempt + 1))
         summary.retired = len(ray.get(coordinator.retired.remote()))
-        summary.writers = dict(zip(writers, ray.get([w.timings.remote() for w in writers.values()])))
-        ray.get([w.close.remote() for w in writers.values()])
+        summary.writers, summary.peak_writers, summary.scaling = fleet.timings(), fleet.peak(), fleet.events
+        ray.get([w.close.remote() for w in fleet.all()])
     finally:
-        for actor in (*writers.values(), *transformers.values(), coordinator, offsets,
+        for actor in (*fleet.all(), fleet.pool, *transformers.values(), coordinator, offsets,
                       *([dlq] if dlq is not None else [])):
             ray.kill(actor)
     return summary

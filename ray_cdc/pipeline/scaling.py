@@ -16,7 +16,7 @@ import itertools
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from ray_cdc.errors import ConfigError
@@ -47,6 +47,20 @@ class Load:
     backlog_bytes: int  # of the segments it has not completed, beyond its committed positions
     backlog_segments: int  # a segment is applied by one writer: more writers than this would idle
     bytes_per_second: float  # committed by all of its writers together, recently
+
+
+@dataclass(frozen=True)
+class ScalingSettings:
+    """Writer counts of a run: bounds per destination (absent: exactly one writer), and the policy."""
+
+    bounds: Mapping[str, WriterBounds] = field(default_factory=dict)
+    target_drain: float = 30.0  # seconds the backlog should take to drain at most
+    cooldown: float = 10.0  # seconds between two changes of one destination's count
+    interval: float = 1.0  # seconds between two measurements of the load
+
+    def scaler(self, destination: str, clock: Callable[[], float] = time.monotonic) -> WriterScaler:
+        return WriterScaler(self.bounds.get(destination, WriterBounds()), target_drain=self.target_drain,
+                            cooldown=self.cooldown, clock=clock)
 
 
 class WriterScaler:
