@@ -22,6 +22,7 @@ from ray_cdc.pipeline.distributed import NodeSource, RayRunSummary, replicate_av
 from ray_cdc.pipeline.scaling import ScalingSettings, WriterBounds
 from ray_cdc.pipeline.writing import RetryPolicy
 from ray_cdc.transforms import TransformSettings
+from ray_cdc.transforms.masking import check_destinations
 
 log = logging.getLogger(__name__)
 
@@ -177,10 +178,13 @@ def replicate(config: Config, *, once: bool = False, stop: threading.Event | Non
 
 
 def transform_settings(config: Config) -> TransformSettings | None:
-    """The transform stage of the config; None: readers hand their sets straight to the writers."""
+    """The transform stage of the config; None: readers hand their sets straight to the writers.
+    With masking configured the stage always runs (masking only, when turned off)."""
+    if config.masking is not None:
+        check_destinations(config.masking, config.destinations)
     if not config.pipeline.transform_stage:
-        return None
-    return TransformSettings(coalesce=config.pipeline.coalesce)
+        return None if config.masking is None else TransformSettings.masking_only(config.masking)
+    return TransformSettings(coalesce=config.pipeline.coalesce, masking=config.masking)
 
 
 def scaling_settings(config: Config) -> ScalingSettings:
