@@ -181,6 +181,7 @@ class PostgresDestination:
         conn = self._connection()
         try:
             with conn.transaction(), conn.cursor() as cur:
+                _lock_for_writing(cur, names, staged)
                 done, kinds = self._write_direct(conn, cur, names, staged)
                 rest = {k: v for k, v in staged.stages().items() if k not in done}
                 if rest:
@@ -314,6 +315,16 @@ class PostgresDestination:
             f"SELECT partition_id, node, segment_id, position, completed FROM {self._offsets_table} "
             "WHERE destination = %s", (self.name,)).fetchall())
         return {pid: Offset(node, seg, pos, done) for pid, node, seg, pos, done in rows}
+
+
+def _lock_for_writing(cur, names: TableNames, staged: StagedBatch) -> None:
+    """Several writers may write one table at once (writer autoscaling), but never beside a batch
+    with tombstones: under READ COMMITTED a delete and a concurrent insert of the same key do not
+    see each other, and the deleted row would stay. Shared for writes, exclusive with tombstones
+    (the transaction's only advisory lock, taken first: it cannot deadlock with another)."""
+    exclusive = any(k in _TOMBSTONE_KINDS for k in staged.stages())
+    lock = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    cur.execute(f"SELECT {lock}(hashtext(%s))", (names.rows.qstate,))
 
 
 def _uses(stmt: str, stages: merge.StageNames, present: set[str]) -> bool:
