@@ -1,0 +1,49 @@
+"""The health API around a `ray-cdc run`: the observer actor, the view and the server, for as long
+as the replication loop runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+
+from ray_cdc.actors.options import RESTARTABLE
+from ray_cdc.config.models import Config
+from ray_cdc.observability.actor import ObserverActor
+from ray_cdc.observability.observed import ObservedFactory
+from ray_cdc.observability.readiness import DestinationTarget
+from ray_cdc.observability.server import HealthApi
+from ray_cdc.observability.view import PipelineView
+
+
+@dataclass(frozen=True)
+class Observability:
+    view: PipelineView
+    observer: Any  # ObserverActor handle
+    address: tuple[str, int]  # where the API listens (port 0 in the config: the one picked)
+
+    def observed(self, factories: Mapping[str, Callable]) -> dict[str, ObservedFactory]:
+        """The destination factories, their destinations reporting to the observer."""
+        return {name: ObservedFactory(factory, self.observer) for name, factory in factories.items()}
+
+
+@contextmanager
+def health_api(config: Config, factories: Mapping[str, Any], dead_letters: Callable[[], object] | None
+               ) -> Iterator[Observability]:
+    """Serve the API on `config.observability` while the block runs. `factories`: the run's
+    destination factories (name, kind and resolved dsn: each destination's own readiness check)."""
+    observer = ObserverActor.options(**RESTARTABLE).remote()
+    targets = [DestinationTarget(name, f.kind, f.dsn) for name, f in factories.items()]
+    view = PipelineView({s.name: s.commitlog_dir for s in config.sources}, targets, observer, dead_letters)
+    settings = config.observability
+    token = settings.bearer_token.get_secret_value() if settings.bearer_token else None
+    api = HealthApi(view, settings.host, settings.port, token or None)
+    try:
+        address = api.start()
+        yield Observability(view, observer, address)
+    finally:
+        api.stop()
+        ray.kill(observer)
