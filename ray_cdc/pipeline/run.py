@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from ray_cdc.config.models import ClickHouseDestination as ClickHouseConfig
 from ray_cdc.config.models import Config, SchemaConfig, SourceConfig
 from ray_cdc.config.models import PostgresDestination as PostgresConfig
 from ray_cdc.config.models import TimescaleDestination as TimescaleConfig
+from ray_cdc.observability.service import health_api
+from ray_cdc.observability.view import PipelineView
 from ray_cdc.pipeline.distributed import NodeSource, RayRunSummary, replicate_available_on_ray
 from ray_cdc.pipeline.scaling import ScalingSettings, WriterBounds
 from ray_cdc.pipeline.writing import RetryPolicy
@@ -160,19 +163,31 @@ def replicate(config: Config, *, once: bool = False, stop: threading.Event | Non
     stop = stop or stop_on_signals()
     servers = servers or EmbeddedServers()
     factories = destination_factories(config, servers)
+    with health_api(config, factories, dead_letter_factory(config)) as observability:
+        return _passes(config, observability.observed(factories), observability.view, once=once, stop=stop)
+
+
+def _passes(config: Config, factories: dict, view: PipelineView, *, once: bool, stop: threading.Event
+            ) -> list[RayRunSummary]:
     sources = {s.name: NodeSource(s.commitlog_dir, s.ray_resource if _has_resource(s.ray_resource) else None)
                for s in config.sources}
     readers = ReaderFactory(config.schema_source, {s.name: s for s in config.sources})
     policy = RetryPolicy(config.retry.initial_backoff, config.retry.max_backoff, config.retry.max_elapsed)
+    run_name = uuid.uuid4().hex[:8]
     passes = []
     while True:
-        passes.append(replicate_available_on_ray(
-            sources, readers, factories, batch_rows=config.pipeline.batch_rows,
-            batch_bytes=config.pipeline.batch_bytes, max_in_flight=config.pipeline.max_in_flight_batches,
-            policy=policy, tables=config.tables, dead_letters=dead_letter_factory(config),
-            retention=config.pipeline.segment_retention, archive_dir=config.pipeline.archive_dir,
-            detach_after=config.retry.detach_after, transforms=transform_settings(config), stop=stop,
-            scaling=scaling_settings(config)))
+        pass_id = f"{run_name}-{len(passes) + 1}"  # the pass's actors are named <pass_id>:<role>
+        view.pass_started(pass_id)
+        try:
+            passes.append(replicate_available_on_ray(
+                sources, readers, factories, batch_rows=config.pipeline.batch_rows,
+                batch_bytes=config.pipeline.batch_bytes, max_in_flight=config.pipeline.max_in_flight_batches,
+                policy=policy, tables=config.tables, dead_letters=dead_letter_factory(config),
+                retention=config.pipeline.segment_retention, archive_dir=config.pipeline.archive_dir,
+                detach_after=config.retry.detach_after, transforms=transform_settings(config), stop=stop,
+                scaling=scaling_settings(config), run_id=pass_id))
+        finally:
+            view.pass_ended()
         if once or stop.is_set() or stop.wait(config.pipeline.poll_interval):
             return passes
 
