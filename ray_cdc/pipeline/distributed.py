@@ -35,7 +35,7 @@ from ray_cdc.actors.reader import ReaderActor
 from ray_cdc.actors.transformer import TransformActor, TransformerFactory
 from ray_cdc.pipeline.coordination import Retention
 from ray_cdc.pipeline.scaling import ScalingSettings
-from ray_cdc.pipeline.writer_fleet import WriterFleet, WriterSpec
+from ray_cdc.pipeline.writer_fleet import WriterFleet, WriterSpec, merged_timings
 from ray_cdc.pipeline.writing import RetryPolicy
 from ray_cdc.transforms import TransformSettings
 
@@ -64,6 +64,7 @@ class RayRunSummary:
     # destination -> its writers' commit times (`WriterActor.timings`): first/last committed set, rows
     writers: dict[str, dict] = field(default_factory=dict)
     peak_writers: dict[str, int] = field(default_factory=dict)  # destination -> most writers at once
+    writer_sets: dict[str, list[int]] = field(default_factory=dict)  # destination -> sets each writer committed
     scaling: list[dict] = field(default_factory=list)  # every change of a writer count (`WriterFleet.events`)
 
 
@@ -171,7 +172,10 @@ def replicate_available_on_ray(
                     summary.reader_restarts += 1
                     running[node] = (attempt + 1, *start(node, attempt + 1))
         summary.retired = len(ray.get(coordinator.retired.remote()))
-        summary.writers, summary.peak_writers, summary.scaling = fleet.timings(), fleet.peak(), fleet.events
+        timings = fleet.timings()
+        summary.writers = {name: merged_timings(t) for name, t in timings.items()}
+        summary.writer_sets = {name: [t["sets"] for t in ts] for name, ts in timings.items()}
+        summary.peak_writers, summary.scaling = fleet.peak(), fleet.events
         ray.get([w.close.remote() for w in fleet.all()])
     finally:
         for actor in (*fleet.all(), fleet.pool, *transformers.values(), coordinator, offsets,

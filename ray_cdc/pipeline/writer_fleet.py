@@ -52,6 +52,9 @@ class WriterFleet:
 
     def _create(self, name: str):
         spec, index = self._spec, len(self.actors[name])
+        if index:  # the first one has created the destination's schema and offsets table: two
+            # writers opening at once could collide in the catalog (CREATE ... IF NOT EXISTS races)
+            ray.get(self.actors[name][0].__ray_ready__.remote())
         suffix = f":{index}" if index else ""  # the first keeps the plain name (`ray.get_actor`)
         actor = WriterActor.options(name=f"{spec.run_id}:writer:{name}{suffix}", **RESTARTABLE,
                                     **spec.placement).remote(name, self._factories[name], spec.offsets,
@@ -105,14 +108,22 @@ class WriterFleet:
         """The most writers each destination had in rotation at once."""
         return {name: max(e["writers"] for e in self.events if e["destination"] == name) for name in self.actors}
 
-    def timings(self) -> dict[str, dict]:
-        """Per destination, its writers' commit timings merged (`WriterActor.timings`)."""
+    def timings(self) -> dict[str, list[dict]]:
+        """Per destination, the commit timings of each of its writers (`WriterActor.timings`)."""
         names = [(name, a) for name, actors in self.actors.items() for a in actors]
         results = ray.get([a.timings.remote() for _, a in names])
-        merged: dict[str, dict] = {}
+        per: dict[str, list[dict]] = {name: [] for name in self.actors}
         for (name, _), timing in zip(names, results):
-            merged[name] = _merge_timings(merged[name], timing) if name in merged else dict(timing)
-        return merged
+            per[name].append(timing)
+        return per
+
+
+def merged_timings(timings: list[dict]) -> dict:
+    """One destination's writers' timings as if one writer had committed every set."""
+    merged = dict(timings[0])
+    for timing in timings[1:]:
+        merged = _merge_timings(merged, timing)
+    return merged
 
 
 def _merge_timings(a: dict, b: dict) -> dict:

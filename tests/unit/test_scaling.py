@@ -128,3 +128,30 @@ def test_a_retired_writer_keeps_its_partitions_but_gets_no_new_ones():
     assert router.retire("pg") is None  # the last one stays
     assert router.route("a/2")["pg"] == "w1"  # a segment handed back later goes to the same writer
     assert {router.route(f"b/{i}")["pg"] for i in range(3)} == {"w0"}
+
+
+def test_config_writers_reach_each_destination_and_embedded_chdb_stays_at_one():
+    from ray_cdc.config.models import Config
+    from ray_cdc.pipeline.run import scaling_settings
+
+    config = Config.model_validate({
+        "sources": [{"name": "n", "commitlog_dir": "/d"}], "schema": {"cql_file": "/s.cql"},
+        "destinations": {"pg": {"type": "postgres", "dsn": "postgresql://h/db"},
+                         "embedded": {"type": "clickhouse", "dsn": "chdb:///tmp/ch"},
+                         "server": {"type": "clickhouse", "dsn": "http://ch.example.com:8123"}},
+        "writers": {"min": 2, "max": 5, "target_drain": "20s", "cooldown": "3s"}})
+    settings = scaling_settings(config)
+    assert settings.bounds == {"pg": WriterBounds(2, 5), "embedded": WriterBounds(1, 1),
+                               "server": WriterBounds(2, 5)}
+    assert (settings.target_drain, settings.cooldown) == (20.0, 3.0)
+
+
+def test_config_writers_reject_unknown_keys_and_min_above_max():
+    from pydantic import ValidationError
+
+    from ray_cdc.config.writers import WritersConfig
+
+    with pytest.raises(ValidationError, match="writers.min \\(3\\) is greater than writers.max \\(2\\)"):
+        WritersConfig.model_validate({"min": 3, "max": 2})
+    with pytest.raises(ValidationError, match="maxx"):
+        WritersConfig.model_validate({"maxx": 3})
