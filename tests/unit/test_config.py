@@ -74,7 +74,8 @@ def test_defaults(write, tmp_path):
     config = load(write, MINIMAL)
     state = tmp_path / "ray-cdc-state"  # beside the config file, wherever the command runs
     p = config.pipeline
-    assert (p.batch_rows, p.batch_bytes, p.max_in_flight_batches) == (65536, 16 << 20, 8)
+    assert (p.batch_rows, p.batch_bytes, p.max_in_flight_batches) == (65536, 16 << 20, 4)
+    assert p.object_store_memory == 384 << 20
     assert (p.transform_stage, p.coalesce) == (True, True)
     assert (p.poll_interval, p.segment_retention, p.archive_dir, p.state_dir) == (1.0, "keep", None, state)
     assert config.sources[0].ray_resource == "cassandra-node-n1"
@@ -489,3 +490,11 @@ def test_transform_stage_and_detach_after_reach_the_pipeline(tmp_path):
     path.write_text("sources: [{name: a, commitlog_dir: d}]\nschema: {from_log: true}\npipeline: {coalesec: false}\n")
     with pytest.raises(ConfigError, match="coalesec"):
         load_config(path, environ={})
+
+
+def test_object_store_memory_takes_sizes_and_null(write):
+    config = load(write, MINIMAL + "pipeline: {object_store_memory: 1GiB}\n")
+    assert config.pipeline.object_store_memory == 1 << 30
+    assert load(write, MINIMAL + "pipeline: {object_store_memory: null}\n").pipeline.object_store_memory is None
+    with pytest.raises(ConfigError, match="object_store_memory"):
+        load(write, MINIMAL + "pipeline: {object_store_memory: 10MiB}\n")  # below what Ray accepts
