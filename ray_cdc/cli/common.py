@@ -65,12 +65,8 @@ def check_sources(config) -> None:
         raise problems[0]
 
 
-def init_ray() -> None:
-    """Join the cluster of `ray job submit` / RAY_ADDRESS, else start a local one."""
-    import ray
+def init_ray(pipeline=None) -> None:
+    """Join the cluster of `ray job submit` / RAY_ADDRESS, else start a local one sized by `pipeline`."""
+    from ray_cdc.pipeline.local_ray import init_ray as join_or_start
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local run: no dashboard token to hand out
-    if not ray.is_initialized():
-        # "local", not None: a bare init would join whatever cluster a stale ray_current_cluster names
-        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
+    join_or_start(pipeline)

@@ -73,7 +73,7 @@ def _reset(args) -> int:
         raise OffsetResetError(f"--node {args.node!r} is not configured; nodes (sources[].name) are: "
                                f"{', '.join(sources)}")
     directory = Path(sources[args.node].commitlog_dir)
-    ends = {s.segment_id: s.durable_end for s in node_segments(args.node, directory)} if directory.is_dir() else {}
+    ends = {s.segment_id: s.end for s in node_segments(args.node, directory)} if directory.is_dir() else {}
     with opened(config, args.destination) as stores:
         plans = [(store, plan_reset(args.node, target, store.committed_offsets(), ends)) for store in stores]
         for store, plan in plans:

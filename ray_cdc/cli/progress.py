@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TextIO
 
+from ray_cdc.observability.segments import SegmentFile
+from ray_cdc.observability.status import is_done, position_in
 from ray_cdc.offsets import Offset
 
 MIB = 2**20
@@ -47,16 +49,12 @@ class ProgressLine:
             self._stream.flush()
 
 
-def applied_by_all(committed: Mapping[str, Mapping[str, Offset]], ends: Mapping[str, int]) -> tuple[int, int]:
-    """(bytes every destination has applied, segments every destination has completed) over the
-    partitions in `ends` (partition id -> durable end). A destination without an offset has none."""
-    applied = done = 0
-    for partition, end in ends.items():
-        offsets = [book.get(partition) for book in committed.values()]
-        if not offsets or any(o is None for o in offsets):
-            continue
-        applied += min(end if o.completed else min(o.position, end) for o in offsets)
-        done += all(o.completed for o in offsets)
+def applied_by_all(committed: Mapping[str, Mapping[str, Offset]], segments: list[SegmentFile]) -> tuple[int, int]:
+    """(bytes every destination has applied, segments every destination has completed)."""
+    if not committed:
+        return 0, 0
+    applied = sum(min(position_in(s, book.get(s.partition_id)) for book in committed.values()) for s in segments)
+    done = sum(is_done(s, committed, committed) for s in segments)
     return applied, done
 
 
@@ -64,8 +62,10 @@ class PipelineWatcher:
     """Polls the running pass's offset actor (named `<run>:offsets`) in a thread and feeds a
     ProgressLine. Between passes, or before the actor exists, it shows nothing."""
 
-    def __init__(self, line: ProgressLine, ends: Mapping[str, int], interval: float = 1.0):
-        self._line, self._ends, self._interval = line, dict(ends), interval
+    def __init__(self, line: ProgressLine, segments: list[SegmentFile], destinations: list[str],
+                 interval: float = 1.0):
+        self._line, self._segments, self._interval = line, segments, interval
+        self._destinations = destinations
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="ray-cdc-progress", daemon=True)
 
@@ -80,10 +80,11 @@ class PipelineWatcher:
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):
-            committed = _offset_snapshot()
-            if committed is not None:
-                applied, done = applied_by_all(committed, self._ends)
-                self._line.update(applied, sum(self._ends.values()), done, len(self._ends))
+            snapshot = _offset_snapshot()
+            if snapshot is not None:  # a destination that reported nothing yet has applied nothing
+                committed = {d: snapshot.get(d, {}) for d in self._destinations}
+                applied, done = applied_by_all(committed, self._segments)
+                self._line.update(applied, sum(s.end for s in self._segments), done, len(self._segments))
 
 
 def _offset_snapshot() -> dict | None:

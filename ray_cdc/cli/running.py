@@ -79,10 +79,10 @@ def _run(args) -> int:
     # a signal before Ray starts is a stop request too; ray.init replaces the SIGTERM handler with
     # one that exits at once (nothing is in flight yet), so ours is put back right after it
     stop = stop_on_signals()
-    init_ray()
+    init_ray(config.pipeline)
     stop = _keep_handlers(stop)
     if args.once:
-        with PipelineWatcher(ProgressLine(sys.stderr), durable_ends(config)):
+        with PipelineWatcher(ProgressLine(sys.stderr), local_segments(config), list(config.destinations)):
             passes = replicate(config, once=True, stop=stop)
     else:
         passes = replicate(config, once=False, stop=stop)
@@ -92,13 +92,12 @@ def _run(args) -> int:
     return EXIT_OK
 
 
-def durable_ends(config) -> dict[str, int]:
-    """partition id -> durable end of every segment in the local source directories."""
+def local_segments(config) -> list:
+    """The segments in the source directories this machine has (on a cluster, maybe none)."""
     from ray_cdc.cli.inventory import node_segments
 
-    return {s.partition_id: s.durable_end for source in config.sources
-            if Path(source.commitlog_dir).is_dir()
-            for s in node_segments(source.name, Path(source.commitlog_dir))}
+    return [s for source in config.sources if Path(source.commitlog_dir).is_dir()
+            for s in node_segments(source.name, Path(source.commitlog_dir))]
 
 
 def _keep_handlers(stop):
@@ -130,10 +129,10 @@ def _demo(args) -> int:
         config_path = out / "config.yaml"
         config_path.write_text(_DEMO_CONFIG)
         config = load(config_path)
-        init_ray()
+        init_ray(config.pipeline)
         servers = EmbeddedServers()
         t1 = time.perf_counter()
-        with PipelineWatcher(ProgressLine(sys.stderr), durable_ends(config)):
+        with PipelineWatcher(ProgressLine(sys.stderr), local_segments(config), list(config.destinations)):
             passes = replicate(config, once=True, servers=servers)
         elapsed = time.perf_counter() - t1
         rows = sum(r["rows"] for p in passes for r in p.readers)

@@ -75,7 +75,7 @@ def _list(args) -> int:
         for s in segments:
             state, owed = segment_state(s.partition_id, committed)
             if args.json:
-                print(json.dumps({"node": s.node, "segment_id": s.segment_id, "path": str(s.path),
+                print(json.dumps({"node": s.node, "segment_id": s.segment_id, "path": str(Path(source.commitlog_dir) / s.name),
                                   "bytes": s.size, "state": state, "owed_to": owed}))
             else:
                 detail = f"  (still owed to {', '.join(owed)})" if state == "partial" else ""
