@@ -130,8 +130,10 @@ class FatalDestinationError(DestinationError):
     """Retrying will not help: bad credentials, missing permission, incompatible schema, ..."""
 
 
-class RejectedRowsError(DestinationError):
-    """Some rows of a batch were refused as bad data; they go to the DLQ, the rest is applied."""
+class RejectedRowsError(FatalDestinationError):
+    """Some rows of a batch were refused as bad data; they go to the DLQ, the rest is applied.
+    Without `rows` the batch was refused as a whole for some row(s) in it (a constraint failing a
+    merge): the writer bisects it to find them (`ray_cdc.dlq.isolate`)."""
 
     def __init__(self, message: str, *, destination: str | None = None, rows: list[tuple[int, str]] = ()):
         self.rows = list(rows)  # (row index in the batch, reason)

@@ -213,6 +213,14 @@ def _where(filter: DeadLetterFilter) -> tuple[str, list]:
     if filter.newer_than is not None:
         clauses.append("first_seen > %s")
         params.append(now - filter.newer_than)
+    for clause, value in (("first_seen >= %s", filter.since), ("first_seen < %s", filter.until)):
+        if value is not None:
+            clauses.append(clause)
+            params.append(value)
+    if filter.ids is not None:
+        # ids that are not uuids name no entry (and must not make the cast fail)
+        clauses.append("id = ANY(%s::uuid[])")
+        params.append([i for i in filter.ids if is_valid_id(i)])
     return ("WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 

@@ -9,6 +9,8 @@ import numpy as np
 import pyarrow as pa
 
 from ray_cdc.dlq.entry import DeadLetter
+from ray_cdc.dlq.table_schema import with_table_schema
+from ray_cdc.schema.model import TableSchema
 
 
 def split_rejected(batch: pa.RecordBatch, rejected: Iterable[tuple[int, str]]
@@ -33,11 +35,13 @@ def split_rejected(batch: pa.RecordBatch, rejected: Iterable[tuple[int, str]]
 
 
 def dead_letters(bad: pa.RecordBatch, reasons: list[str], *, destination: str, node: str, error_class: str,
-                 now: datetime | None = None) -> list[DeadLetter]:
+                 now: datetime | None = None, table: TableSchema | None = None) -> list[DeadLetter]:
     """One entry per distinct reason (rows failing the same way are judged and replayed together),
-    in order of each reason's first row."""
+    in order of each reason's first row. `table`: the rows' schema, kept in the payload for replay."""
     if len(reasons) != bad.num_rows:
         raise ValueError(f"{len(reasons)} reasons for {bad.num_rows} rows")
+    if table is not None:
+        bad = with_table_schema(bad, table)
     groups: dict[str, list[int]] = {}
     for row, reason in enumerate(reasons):
         groups.setdefault(reason, []).append(row)

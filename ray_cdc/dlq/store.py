@@ -45,6 +45,7 @@ class DeadLetterFilter:
 
     Age is measured from `first_seen` to `now` (default: the time of the call): `older_than=d` takes
     entries at least `d` old, `newer_than=d` those younger than `d`, so the two split the queue.
+    `since`/`until` bound `first_seen` itself (since <= first_seen < until); `ids` picks entries by id.
     """
 
     destination: str | None = None
@@ -53,8 +54,17 @@ class DeadLetterFilter:
     older_than: timedelta | None = None
     newer_than: timedelta | None = None
     now: datetime | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    ids: frozenset[str] | None = None
 
     def __post_init__(self):
+        for name in ("since", "until", "now"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                raise ValueError(f"{name} must be a timezone-aware time, not {value.isoformat()}")
+        if self.ids is not None:
+            object.__setattr__(self, "ids", frozenset(self.ids))
         if self.table is not None:
             keyspace, dot, table = self.table.partition(".")
             if not (keyspace and dot and table):
@@ -76,7 +86,10 @@ class DeadLetterFilter:
                 and (self.table is None or entry.qualified_table == self.table)
                 and (self.error_class is None or entry.error_class == self.error_class)
                 and (self.older_than is None or now - entry.first_seen >= self.older_than)
-                and (self.newer_than is None or now - entry.first_seen < self.newer_than))
+                and (self.newer_than is None or now - entry.first_seen < self.newer_than)
+                and (self.since is None or entry.first_seen >= self.since)
+                and (self.until is None or entry.first_seen < self.until)
+                and (self.ids is None or entry.id in self.ids))
 
 
 ALL = DeadLetterFilter()

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import re
 
-from ray_cdc.errors import DestinationError, FatalDestinationError, TransientDestinationError
+from ray_cdc.errors import (
+    DestinationError,
+    FatalDestinationError,
+    RejectedRowsError,
+    TransientDestinationError,
+)
 
 # ClickHouse server error codes (src/Common/ErrorCodes.cpp) worth a retry
 _TRANSIENT_CODES = frozenset((
@@ -26,6 +31,8 @@ _TRANSIENT_CODES = frozenset((
     425,  # SYSTEM_ERROR
     999,  # KEEPER_EXCEPTION
 ))
+# a row of the insert refused for its data: the insert fails as a whole
+_REFUSED_ROW_CODES = frozenset((469,))  # VIOLATED_CONSTRAINT
 _CODE = re.compile(r"Code: (\d+)")
 _SECRET = re.compile(r"(//[^:/@\s]*:)[^@\s]*@")  # user:password@ in a URL
 
@@ -50,6 +57,8 @@ def classify(exc: BaseException, destination: str) -> DestinationError:
     message = redact(f"{type(exc).__name__}: {exc}")
     if _is_transient(exc):
         return TransientDestinationError(message, destination=destination)
+    if error_code(exc) in _REFUSED_ROW_CODES:
+        return RejectedRowsError(message, destination=destination)  # the writer bisects to the row
     return FatalDestinationError(message, destination=destination)
 
 

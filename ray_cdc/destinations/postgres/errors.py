@@ -12,7 +12,12 @@ from __future__ import annotations
 
 import psycopg
 
-from ray_cdc.errors import DestinationError, FatalDestinationError, TransientDestinationError
+from ray_cdc.errors import (
+    DestinationError,
+    FatalDestinationError,
+    RejectedRowsError,
+    TransientDestinationError,
+)
 
 _TRANSIENT_CLASSES = ("08", "53", "57", "58")  # connection, resources, operator intervention, system
 _TRANSIENT_STATES = frozenset(("40001", "40P01", "55P03", "55006", "57014"))
@@ -42,6 +47,8 @@ def classify(exc: BaseException, *, destination: str, secrets: list[str], doing:
     if state:
         transient = (state.startswith(_TRANSIENT_CLASSES) or state in _TRANSIENT_STATES) and state not in _FATAL_STATES
         kind = TransientDestinationError if transient else FatalDestinationError
+        if state.startswith(_BAD_DATA_CLASSES):
+            kind = RejectedRowsError  # a row the server refused failed the whole statement (a merge)
         return kind(f"{message} (SQLSTATE {state})", destination=destination)
     if isinstance(exc, psycopg.OperationalError):
         lowered = str(exc).lower()
