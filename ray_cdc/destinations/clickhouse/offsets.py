@@ -6,6 +6,8 @@ ReplacingMergeTree keep the furthest offset, so the stored offset can only move 
 
 from __future__ import annotations
 
+import uuid
+
 import pyarrow as pa
 
 from ray_cdc.destinations.clickhouse import ddl
@@ -44,6 +46,26 @@ class OffsetStore:
     def save(self, offsets: list[Offset], token: str) -> None:
         if not offsets:
             return
+        self._insert(offsets, f"offsets:{token}")
+
+    def rewrite(self, offsets: list[Offset], drop: list[str]) -> None:
+        """Set `offsets` as given, backwards too, and delete the partitions in `drop` (`ray-cdc
+        offsets reset`). ClickHouse has no transaction: the old rows go first (a synchronous delete,
+        since `_version` would keep a further offset over a nearer one), then the new ones; if this
+        is interrupted in between, those partitions are read again from their start (harmless:
+        last writer wins), and running the reset again completes it."""
+        partitions = sorted({*drop, *(o.partition_id for o in offsets)})
+        if partitions:
+            listed = ", ".join(_string(p) for p in partitions)
+            self.client.command(f"ALTER TABLE {ddl.quote(self.database)}.{ddl.OFFSETS_TABLE} DELETE WHERE "
+                                f"destination = {_string(self.destination)} AND partition_id IN ({listed}) "
+                                "SETTINGS mutations_sync = 2")
+        if offsets:
+            # a fresh token: a block equal to one inserted before would be dropped as a duplicate
+            self._insert(offsets, f"offsets-reset:{uuid.uuid4().hex}")
+        self._known = None
+
+    def _insert(self, offsets: list[Offset], token: str) -> None:
         data = pa.table({
             "destination": [self.destination] * len(offsets),
             "partition_id": [o.partition_id for o in offsets],
@@ -54,7 +76,7 @@ class OffsetStore:
             "_version": pa.array([o.position * 2 + int(o.completed) for o in offsets], pa.int64()),
         })
         self.client.insert_arrow(f"{self.database}.{ddl.OFFSETS_TABLE}", data,
-                                 settings={"insert_deduplication_token": f"offsets:{token}"})
+                                 settings={"insert_deduplication_token": token})
         known = self._known if self._known is not None else {}
         for o in offsets:
             known[o.partition_id] = o

@@ -356,6 +356,16 @@ def _copy(cur, target: str, stage: Stage, start: int, stop: int) -> None:
         for chunk in stage.payload.chunks(start, stop):
             copy.write(chunk)
 
+    def rewrite_offsets(self, offsets: list[Offset], drop: list[str]) -> None:
+        """Set `offsets` as they are (backwards too) and delete the partitions in `drop`, in ONE
+        transaction: the operator's `ray-cdc offsets reset`, never the pipeline's forward-only path."""
+        def work(cur) -> None:
+            cur.execute(f"DELETE FROM {self._offsets_table} WHERE destination = %s AND partition_id = ANY(%s)",
+                        (self.name, list(drop)))
+            cur.executemany(merge.OFFSETS_SET.format(table=self._offsets_table), [
+                (self.name, o.partition_id, o.node, o.segment_id, o.position, o.completed) for o in offsets])
+        self._run("rewrite offsets", work)
+
 
 @dataclass
 class Prepared:

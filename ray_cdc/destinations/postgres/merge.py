@@ -279,3 +279,9 @@ ON CONFLICT (destination, partition_id) DO UPDATE SET
     completed = o.completed OR EXCLUDED.completed,
     events = o.events + CASE WHEN EXCLUDED.position > o.position THEN EXCLUDED.events ELSE 0 END,
     updated_at = now()"""
+
+# `ray-cdc offsets reset`: the position as given, forwards or backwards (the events count is kept)
+OFFSETS_SET = """INSERT INTO {table} AS o (destination, partition_id, node, segment_id, position, completed)
+VALUES (%s, %s, %s, %s, %s, %s)
+ON CONFLICT (destination, partition_id) DO UPDATE SET
+    position = EXCLUDED.position, completed = EXCLUDED.completed, updated_at = now()"""
