@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ray_cdc.commitlog.position import CommitLogPosition
+from ray_cdc.destinations.evolution import StalePreparedError
 from ray_cdc.dlq import DeadLetterError, dead_letters, split_rejected
 from ray_cdc.errors import TransientDestinationError
 from ray_cdc.offsets import Offset, partition_id
@@ -239,7 +240,10 @@ class DestinationWriter:
             self._tables.add(table.id)
         if prepared is not None and hasattr(self.destination, "write_prepared"):
             def call():
-                return self.destination.write_prepared(prepared, [])
+                try:
+                    return self.destination.write_prepared(prepared, [])
+                except StalePreparedError:  # prepared before a schema change was applied: again, here
+                    return self.destination.write(table, batch, [])
         else:
             def call():
                 return self.destination.write(table, batch, [])

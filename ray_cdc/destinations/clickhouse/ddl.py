@@ -214,7 +214,7 @@ def create_live_view(table: TableSchema) -> str:
     versions still stored), and a cell whose own TTL has passed reads as empty (a row can mix expiring
     and non-expiring cells; the TTL clause only removes whole rows)."""
     keys = [quote(c.name) for c in key_columns(table)]
-    values = [f"if(_exp[{_sql_string(c.name)}] > 0 AND _exp[{_sql_string(c.name)}] <= toUInt32(now()), "
+    values = [f"if(_exp[{sql_string(c.name)}] > 0 AND _exp[{sql_string(c.name)}] <= toUInt32(now()), "
               f"defaultValueOfArgumentType({quote(c.name)}), {_unexpired(c)}) AS {quote(c.name)}"
               for c in value_columns(table)]
     return (f"CREATE VIEW IF NOT EXISTS {qualified(table, '__live')} AS SELECT {', '.join(keys + values)} "
@@ -227,14 +227,14 @@ def _unexpired(c: ColumnSchema) -> str:
     name = quote(c.name)
     if not c.type.is_multicell:
         return name
-    xp = f"_cells_exp[{_sql_string(c.name)}]"
+    xp = f"_cells_exp[{sql_string(c.name)}]"
     keep = "x = 0 OR x > toUInt32(now())"
     if c.type.name in ("list", "set") or not ch_type(c.type).startswith("Map("):
         if c.type.name == "udt":
             fields = [f"if({xp}[{i + 1}] > 0 AND {xp}[{i + 1}] <= toUInt32(now()), "
                       f"defaultValueOfArgumentType(tupleElement({name}, {i + 1})), tupleElement({name}, {i + 1}))"
                       for i in range(len(c.type.params))]
-            filtered = f"CAST(tuple({', '.join(fields)}), {_sql_string(ch_type(c.type))})"
+            filtered = f"CAST(tuple({', '.join(fields)}), {sql_string(ch_type(c.type))})"
         else:
             filtered = f"arrayFilter((v, x) -> {keep}, {name}, {xp})"
     else:
@@ -243,7 +243,7 @@ def _unexpired(c: ColumnSchema) -> str:
     return f"if(length({xp}) = 0, {name}, {filtered})"
 
 
-def _sql_string(text: str) -> str:
+def sql_string(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 

@@ -20,8 +20,9 @@ import logging
 import numpy as np
 import pyarrow as pa
 
+from ray_cdc.destinations import evolution
 from ray_cdc.destinations.base import Capabilities, WriteResult
-from ray_cdc.destinations.clickhouse import ddl
+from ray_cdc.destinations.clickhouse import ddl, evolve
 from ray_cdc.destinations.clickhouse.client import ClickHouseClient
 from ray_cdc.destinations.clickhouse.direct import stored_keys_among
 from ray_cdc.destinations.clickhouse.merge import Merger
@@ -29,6 +30,7 @@ from ray_cdc.destinations.clickhouse.offsets import OffsetStore
 from ray_cdc.destinations.clickhouse.prepare import Prepared, dedup_token, prepare
 from ray_cdc.destinations.clickhouse.store import TableStore
 from ray_cdc.destinations.clickhouse.tombstones import Tombstones
+from ray_cdc.destinations.evolution import record_conflicts
 from ray_cdc.offsets import Offset
 from ray_cdc.schema.model import TableSchema
 
@@ -44,11 +46,15 @@ class ClickHouseDestination:
     capabilities = Capabilities(transactional=False, dedup_token=True, ttl_clause=True)
 
     def __init__(self, dsn: str = "chdb://./ray_cdc_clickhouse", *, name: str = "clickhouse",
-                 database: str = "ray_cdc"):
+                 database: str = "ray_cdc", dropped_columns: evolution.DroppedColumns = "keep"):
         self.name = name
         self.client = ClickHouseClient(dsn, name=name)
         self.offsets = OffsetStore(self.client, database, name)
-        self._stores: dict = {}
+        self._stores: dict = {}  # table id -> the store of its current layout
+        self._layouts: dict = {}  # table schema (a batch's) -> the layout its batches are written with
+        self._conflicts: dict = {}  # table schema -> type changes this destination cannot take
+        self._conflicts_seen: set = set()
+        self._dropped_columns = dropped_columns  # "keep" or "drop" (evolution.py)
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
@@ -66,10 +72,37 @@ class ClickHouseDestination:
         self._store(table).create()
 
     def _store(self, table: TableSchema) -> TableStore:
+        """The store of the table's layout, the table created or evolved first (`evolve.py`)."""
+        layout = self._layout(table)
         store = self._stores.get(table.id)
-        if store is None or store.table != table:
-            store = self._stores[table.id] = TableStore(self.client, table, self.name)
+        if store is None or store.table != layout:
+            store = self._stores[table.id] = TableStore(self.client, layout, self.name)
         return store
+
+    def _layout(self, table: TableSchema) -> TableSchema:
+        """The layout batches of `table` are written with; read from system.columns once per version."""
+        layout = self._layouts.get(table)
+        if layout is not None:
+            return layout
+        stored, had_elements = evolve.read_stored(self.client, table)
+        if stored is None:
+            TableStore(self.client, table, self.name).create()
+            plan = evolution.Plan(layout=table)
+        else:
+            known = next((lay for t, lay in reversed(self._layouts.items()) if t.id == table.id), None)
+            plan = evolution.plan(table, stored, evolve.dialect(self.name),
+                                  dropped_columns=self._dropped_columns, known=known)
+        statements = evolve.evolution_statements(plan, had_elements)
+        if statements:
+            log.info("%s: evolving %s: add %s, widen %s, drop %s", self.name, table.qualified_name,
+                     [c.name for c in plan.add], [c.name for c in plan.widen], plan.drop)
+            for statement in statements + ddl.table_statements(plan.layout):
+                self.client.command(statement)
+            # layouts cached for other versions of the table are stale now
+            self._layouts = {t: lay for t, lay in self._layouts.items() if t.id != table.id}
+        record_conflicts(self._conflicts_seen, plan.conflicts)
+        self._layouts[table], self._conflicts[table] = plan.layout, plan.conflicts
+        return plan.layout
 
     def committed_offsets(self) -> dict[str, Offset]:
         return self.offsets.load()
@@ -82,12 +115,23 @@ class ClickHouseDestination:
         return prepare(table, batch)
 
     def write(self, table: TableSchema, batch: pa.RecordBatch, offsets: list[Offset]) -> WriteResult:
-        return self.write_prepared(prepare(table, batch), offsets)
+        """Write `batch` against the table as `_layout` made it for its schema: shaped to the layout,
+        rows writing a column whose type change cannot be applied rejected."""
+        return evolution.write_fitted(table, batch, lambda t: (self._layout(t), self._conflicts.get(t, [])),
+                                      lambda layout, rows: self.write_prepared(prepare(layout, rows), offsets))
 
     def write_prepared(self, prepared: Prepared, offsets: list[Offset]) -> WriteResult:
         self.offsets.check_forward(offsets)  # before any data: a regression is a bug upstream
+        store = self._store(prepared.table)
+        if store.table != prepared.table:
+            raise evolution.StalePreparedError(f"{prepared.table.qualified_name} was prepared for another "
+                                               "layout of its table", destination=self.name)
+        if not evolve.layout_is_current(self.client, store.table):  # evolved by another writer since
+            self._layouts = {t: lay for t, lay in self._layouts.items() if t.id != store.table.id}
+            raise evolution.StalePreparedError(f"the table of {store.table.qualified_name} changed",
+                                               destination=self.name)
         if prepared.accepted:
-            _apply(self._store(prepared.table), prepared)
+            _apply(store, prepared)
         # the offsets' own token names their partitions: replicas (RF > 1) send byte-identical batches,
         # whose data may be deduplicated, but each node's offset must land
         self.offsets.save(offsets, _offsets_token(offsets))

@@ -34,8 +34,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg.conninfo import conninfo_to_dict
 
+from ray_cdc.destinations import evolution
 from ray_cdc.destinations.base import Capabilities, WriteResult
-from ray_cdc.destinations.postgres import merge
+from ray_cdc.destinations.evolution import record_conflicts
+from ray_cdc.destinations.postgres import evolve, merge
 from ray_cdc.destinations.postgres.ddl import (
     OFFSETS_DDL,
     TableNames,
@@ -64,7 +66,8 @@ class PostgresDestination:
     capabilities = Capabilities(transactional=True)
 
     def __init__(self, dsn: str, *, name: str = "postgres", schema: str | None = None,
-                 offsets_schema: str = "public", connect_timeout: int = 10, direct_path: bool = True):
+                 offsets_schema: str = "public", connect_timeout: int = 10, direct_path: bool = True,
+                 dropped_columns: evolution.DroppedColumns = "keep"):
         self.name = name
         self._dsn = dsn
         self._secrets = _secrets_of(dsn)
@@ -75,7 +78,10 @@ class PostgresDestination:
         self._direct_path = direct_path  # False: every write stage takes the staged merge
         self._conn: psycopg.Connection | None = None
         self._tables: dict = {}  # table schema -> TableNames, once its DDL ran
-        self._staged: set = set()  # table ids whose TEMP staging tables exist on this connection
+        self._staged: dict = {}  # table id -> the layout its TEMP staging tables on this connection have
+        self._dropped_columns = dropped_columns  # "keep" or "drop" (evolution.py)
+        self._conflicts: dict = {}  # table schema -> type changes this destination cannot take
+        self._conflicts_seen: set = set()
         #: test hook: called with the cursor after the merge, before COMMIT (a failure there rolls back)
         self.before_commit: Callable[[psycopg.Cursor], None] | None = None
         #: test hook: called with the cursor after a direct-path stage's probe, before its COPY
@@ -139,17 +145,41 @@ class PostgresDestination:
     # --- tables ------------------------------------------------------------------------------------
 
     def ensure_table(self, table: TableSchema) -> TableNames:
+        """The tables of `table`, created or evolved to take its batches (evolve.py); returns the
+        names of the layout they are written with. Read from the catalog once per schema version."""
         names = self._tables.get(table)
         if names is None:
-            names = names_for(table, self._schema)
-
-            def create(cur):
-                cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (table.qualified_name,))
-                for stmt in self.table_ddl(names):
-                    cur.execute(stmt)
-            self._run(f"create tables of {table.qualified_name}", create)
-            self._tables[table] = names
+            plan = self._run(f"create or evolve the tables of {table.qualified_name}",
+                             lambda cur: self._create_or_evolve(cur, table))
+            names = names_for(plan.layout, self._schema)
+            if plan.changes_table:  # layouts cached for other versions of the table are stale now
+                self._tables = {t: n for t, n in self._tables.items() if t.id != table.id}
+            record_conflicts(self._conflicts_seen, plan.conflicts)
+            self._tables[table], self._conflicts[table] = names, plan.conflicts
         return names
+
+    def _create_or_evolve(self, cur, table: TableSchema) -> evolution.Plan:
+        wanted = names_for(table, self._schema)
+        # the lock every write of the table takes shared (_lock_for_writing): DDL waits for them
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (wanted.rows.qstate,))
+        stored, exists = evolve.read_stored(cur, wanted)
+        if not exists:
+            result = evolution.Plan(layout=table)
+        else:
+            result = evolution.plan(table, [c for cs in stored.values() for c in cs], evolve.dialect(self.name),
+                                    dropped_columns=self._dropped_columns, known=self._known(table))
+        names = names_for(result.layout, self._schema)
+        statements = evolve.evolution_sql(result, stored, names)
+        if statements:
+            log.info("%s: evolving the tables of %s: add %s, widen %s, drop %s", self.name, table.qualified_name,
+                     [c.name for c in result.add], [c.name for c in result.widen], result.drop)
+        for stmt in statements + self.table_ddl(names):
+            cur.execute(stmt)
+        return result
+
+    def _known(self, table: TableSchema) -> TableSchema | None:
+        """The layout last written for this table id (exact CQL types of columns a batch lacks)."""
+        return next((n.table for t, n in reversed(self._tables.items()) if t.id == table.id), None)
 
     def table_ddl(self, names: TableNames) -> list[str]:
         """The statements creating one Cassandra table's tables and views (subclasses may add to them)."""
@@ -157,10 +187,14 @@ class PostgresDestination:
 
     def _ensure_stages(self, cur, names: TableNames) -> merge.StageNames:
         stages = merge.stage_names(names)
-        if names.table.id not in self._staged:
+        staged = self._staged.get(names.table.id)
+        if staged != names.table:
+            if staged is not None:  # the layout changed: the TEMP tables have the old columns
+                for stage in vars(stages).values():
+                    cur.execute(f"DROP TABLE IF EXISTS pg_temp.{stage}")
             for stmt in merge.stage_ddl(names, stages):
                 cur.execute(stmt)
-            self._staged.add(names.table.id)
+            self._staged[names.table.id] = names.table
         return stages
 
     # --- writing -----------------------------------------------------------------------------------
@@ -170,18 +204,29 @@ class PostgresDestination:
         return prepare_batch(names_for(table, self._schema), batch)
 
     def write(self, table: TableSchema, batch: pa.RecordBatch, offsets: list[Offset]) -> WriteResult:
-        return self.write_prepared(self.prepare(table, batch), offsets)
+        """Write `batch` against the tables as `ensure_table` made them for its schema: it is shaped to
+        their layout, and rows writing a column whose type change cannot be applied are rejected."""
+        return evolution.write_fitted(
+            table, batch, lambda t: (self.ensure_table(t).table, self._conflicts.get(t, [])),
+            lambda layout, rows: self.write_prepared(prepare_batch(names_for(layout, self._schema), rows), offsets))
 
     def write_prepared(self, prepared: Prepared, offsets: list[Offset]) -> WriteResult:
         """COPY a prepared batch into the staging tables, merge it and upsert `offsets`, in ONE transaction."""
         table = prepared.names.table
         names = self.ensure_table(table)
+        if names != prepared.names:
+            raise evolution.StalePreparedError(f"{table.qualified_name} was prepared for another layout of "
+                                               "its tables", destination=self.name)
         staged = prepared.staged
         rejected = dict(staged.problems)
         conn = self._connection()
         try:
             with conn.transaction(), conn.cursor() as cur:
                 _lock_for_writing(cur, names, staged)
+                if not evolve.layout_is_current(cur, names):  # evolved by another writer since
+                    self._tables = {t: n for t, n in self._tables.items() if t.id != table.id}
+                    raise evolution.StalePreparedError(f"the tables of {table.qualified_name} changed",
+                                                       destination=self.name)
                 done, kinds = self._write_direct(conn, cur, names, staged)
                 rest = {k: v for k, v in staged.stages().items() if k not in done}
                 if rest:

@@ -107,17 +107,22 @@ def complex_values(t: Target) -> list[ColumnSchema]:
     return [c for c in t.values if c.is_complex]
 
 
+def live_column(t: Target) -> str:
+    """`_live`: the row has liveness or a non-null cell (re-created when the value columns change)."""
+    live = " OR ".join(["_row_ts > _row_del"] + [f"{qi(c.name)} IS NOT NULL" for c in t.values])
+    return f"_live boolean GENERATED ALWAYS AS ({live}) STORED"
+
+
 def _state_ddl(t: Target) -> list[str]:
     from ray_cdc.destinations.postgres import cells
 
     keys = [qi(c.name) for c in t.keys]
-    live = " OR ".join(["_row_ts > _row_del"] + [f"{qi(c.name)} IS NOT NULL" for c in t.values])
     cells_defs = [f"{qi(cells.state_column(c))} jsonb" for c in complex_values(t)]
     cols = _column_defs(t.keys) + _column_defs(t.values) + cells_defs + [
         "_ts bigint[] NOT NULL", "_row_ts bigint NOT NULL DEFAULT 0", "_row_del bigint NOT NULL DEFAULT 0",
         "_wt bigint NOT NULL DEFAULT 0", "_expires_at timestamptz",
         *(["_ck bytea"] if t.has_ck else []),
-        f"_live boolean GENERATED ALWAYS AS ({live}) STORED",
+        live_column(t),
         f"PRIMARY KEY ({', '.join(keys)})",
     ]
     stmts = [f"CREATE TABLE IF NOT EXISTS {t.qstate} ({', '.join(cols)})"]
