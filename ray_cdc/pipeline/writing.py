@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 from ray_cdc.commitlog.position import CommitLogPosition
 from ray_cdc.destinations.evolution import StalePreparedError
 from ray_cdc.dlq import DeadLetterError, dead_letters, split_rejected
+from ray_cdc.dlq.isolate import write_isolating
 from ray_cdc.errors import TransientDestinationError
 from ray_cdc.offsets import Offset, partition_id
 
@@ -232,21 +233,26 @@ class DestinationWriter:
         self._commit_offsets([target], budget)
         return result
 
+    def write_rows(self, table, batch: pa.RecordBatch, prepared=None):
+        """Write rows outside any set, moving no offset (a DLQ replay); the same path as `apply`'s."""
+        return self._write(table, batch, prepared, None)
+
     def _write(self, table, batch: pa.RecordBatch, prepared, budget: float | None):
         name = self.destination.name
         if table.id not in self._tables:
             retry(lambda: self.destination.ensure_table(table), self.policy, budget=budget,
                   what=f"{name}: creating {table.qualified_name}", sleep=self.sleep, clock=self.clock)
             self._tables.add(table.id)
+        whole = None
         if prepared is not None and hasattr(self.destination, "write_prepared"):
-            def call():
+            def whole():
                 try:
                     return self.destination.write_prepared(prepared, [])
                 except StalePreparedError:  # prepared before a schema change was applied: again, here
                     return self.destination.write(table, batch, [])
-        else:
-            def call():
-                return self.destination.write(table, batch, [])
+
+        def call():  # a batch refused as a whole is bisected to its refused rows (dlq/isolate.py)
+            return write_isolating(batch, lambda rows: self.destination.write(table, rows, []), whole)
         # offsets are committed once the whole set and its dead letters are saved (module doc)
         return retry(call, self.policy, budget=budget, sleep=self.sleep, clock=self.clock,
                      what=f"{name}: writing {batch.num_rows} rows of {table.qualified_name}")
@@ -265,7 +271,7 @@ class DestinationWriter:
             return 0
         _, bad, reasons = split_rejected(batch, rejected)
         entries = dead_letters(bad, reasons, destination=self.destination.name, node=node,
-                               error_class="RejectedRow")
+                               error_class="RejectedRow", table=table)
         # a store that is down is waited for like a destination: the offset must not pass these rows
         retry(lambda: self.dead_letters.add(entries), self.policy, budget=budget, sleep=self.sleep,
               clock=self.clock, retry_on=(DeadLetterError,),
