@@ -19,6 +19,7 @@ from ray_cdc.config.models import ClickHouseDestination as ClickHouseConfig
 from ray_cdc.config.models import Config, SchemaConfig, SourceConfig
 from ray_cdc.config.models import PostgresDestination as PostgresConfig
 from ray_cdc.config.models import TimescaleDestination as TimescaleConfig
+from ray_cdc.destinations.postgres.expiry import expiry_jobs
 from ray_cdc.observability.service import health_api
 from ray_cdc.observability.view import PipelineView
 from ray_cdc.pipeline.distributed import NodeSource, RayRunSummary, replicate_available_on_ray
@@ -163,7 +164,8 @@ def replicate(config: Config, *, once: bool = False, stop: threading.Event | Non
     stop = stop or stop_on_signals()
     servers = servers or EmbeddedServers()
     factories = destination_factories(config, servers)
-    with health_api(config, factories, dead_letter_factory(config)) as observability:
+    with (health_api(config, factories, dead_letter_factory(config)) as observability,
+          expiry_jobs(config.destinations, factories)):  # PostgreSQL: deletes rows past their TTL
         return _passes(config, observability.observed(factories), observability.view, once=once, stop=stop)
 
 
