@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from ray_cdc.config.masking import MaskingConfig
+from ray_cdc.config.schema_evolution import SchemaEvolutionConfig
 from ray_cdc.config.values import (
     ByteSize,
     ClickHouseDsn,
@@ -287,6 +288,7 @@ class Config(_Section):
     observability: ObservabilityConfig = Field(default_factory=ObservabilityConfig)
     writers: WritersConfig = Field(default_factory=WritersConfig)  # writer actors per destination
     masking: MaskingConfig | None = None  # None: every destination sees every column in clear
+    schema_evolution: SchemaEvolutionConfig = Field(default_factory=SchemaEvolutionConfig)
 
     @field_validator("sources")
     @classmethod

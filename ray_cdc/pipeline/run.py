@@ -88,19 +88,22 @@ class DestinationFactory:
     schema: str | None = None
     database: str | None = None
     timescale: TimescaleConfig | None = None  # the hypertable settings of a timescaledb destination
+    dropped_columns: str = "keep"  # schema_evolution.dropped_columns
 
     def __call__(self):
         if self.kind == "timescaledb":
             from ray_cdc.destinations.timescaledb import build_timescaledb_destination
 
-            return build_timescaledb_destination(self.name, self.timescale, dsn=self.dsn)
+            return build_timescaledb_destination(self.name, self.timescale, dsn=self.dsn,
+                                                 dropped_columns=self.dropped_columns)
         if self.kind == "clickhouse":
             from ray_cdc.destinations.clickhouse import ClickHouseDestination
 
-            return ClickHouseDestination(self.dsn, name=self.name, database=self.database or "ray_cdc")
+            return ClickHouseDestination(self.dsn, name=self.name, database=self.database or "ray_cdc",
+                                         dropped_columns=self.dropped_columns)
         from ray_cdc.destinations.postgres import PostgresDestination
 
-        return PostgresDestination(self.dsn, name=self.name, schema=self.schema)
+        return PostgresDestination(self.dsn, name=self.name, schema=self.schema, dropped_columns=self.dropped_columns)
 
 
 class EmbeddedServers:
@@ -144,15 +147,17 @@ def dead_letter_factory(config: Config) -> DeadLetterFactory:
 
 def destination_factories(config: Config, servers: EmbeddedServers) -> dict[str, DestinationFactory]:
     factories = {}
+    dropped = config.schema_evolution.dropped_columns
     for name, dest in config.destinations.items():
         if isinstance(dest, ClickHouseConfig):
             factories[name] = DestinationFactory(name, "clickhouse", dest.dsn.get_secret_value(),
-                                                 database=dest.database)
+                                                 database=dest.database, dropped_columns=dropped)
         elif isinstance(dest, PostgresConfig):  # TimescaleConfig included: it extends PostgresConfig
             embedded = dest.embedded_dir
             dsn = servers.dsn(embedded) if embedded is not None else dest.dsn.get_secret_value()
             timescale = dest if isinstance(dest, TimescaleConfig) else None
-            factories[name] = DestinationFactory(name, dest.type, dsn, schema=dest.db_schema, timescale=timescale)
+            factories[name] = DestinationFactory(name, dest.type, dsn, schema=dest.db_schema, timescale=timescale,
+                                                 dropped_columns=dropped)
     return factories
 
 

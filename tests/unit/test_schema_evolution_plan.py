@@ -191,3 +191,43 @@ def test_clickhouse_evolution_statements():
 def test_clickhouse_types_are_compared_as_clickhouse_prints_them():
     assert ch.normalized("Tuple(`0` Nullable(Int32), `1` String)") == ch.normalized("Tuple(0 Nullable(Int32), 1 String)")
     assert CH.cql_of("Nullable(DateTime64(3, 'UTC'))".replace(" ", "")) == parse_cql_type("timestamp")
+
+
+# --- the configuration ----------------------------------------------------------------------------------------
+
+CONFIG = """\
+sources:
+  - name: n1
+    commitlog_dir: /var/lib/cassandra/cdc_raw
+schema:
+  from_log: true
+destinations:
+  pg: {type: postgres, dsn: "postgresql://u@db/x"}
+  ch: {type: clickhouse, dsn: "http://ch:8123"}
+  ts: {type: timescaledb, dsn: "postgresql://u@db/y"}
+"""
+
+
+def test_dropped_columns_setting_reaches_every_destination(tmp_path):
+    from ray_cdc.config import load_config
+    from ray_cdc.pipeline.run import EmbeddedServers, destination_factories
+
+    path = tmp_path / "config.yaml"
+    path.write_text(CONFIG)
+    assert load_config(path, environ={}).schema_evolution.dropped_columns == "keep"
+    path.write_text(CONFIG + "schema_evolution:\n  dropped_columns: drop\n")
+    factories = destination_factories(load_config(path, environ={}), EmbeddedServers())
+    assert {n: f().__dict__["_dropped_columns"] for n, f in factories.items()} == {"pg": "drop", "ch": "drop",
+                                                                                   "ts": "drop"}
+
+
+@pytest.mark.parametrize("section, problem", [("  dropped_columns: delete\n", "dropped_columns"),
+                                              ("  droped_columns: keep\n", "droped_columns")])
+def test_bad_schema_evolution_settings_are_rejected_naming_the_key(tmp_path, section, problem):
+    from ray_cdc.config import load_config
+    from ray_cdc.errors import ConfigError
+
+    path = tmp_path / "config.yaml"
+    path.write_text(CONFIG + "schema_evolution:\n" + section)
+    with pytest.raises(ConfigError, match=f"schema_evolution.{problem}"):
+        load_config(path, environ={})

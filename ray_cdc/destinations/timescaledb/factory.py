@@ -18,9 +18,9 @@ def hypertable_settings(name: str, config: TimescaleConfig) -> HypertableSetting
 
 
 def build_timescaledb_destination(name: str, config: TimescaleConfig, *,
-                                  dsn: str | None = None) -> TimescaleDbDestination:
+                                  dsn: str | None = None, dropped_columns: str = "keep") -> TimescaleDbDestination:
     """The destination `name` of the configuration. `dsn`: the resolved connection string when the
     driver started an embedded server for a `pgserver://DIR` DSN (default: the configured DSN)."""
     return TimescaleDbDestination(dsn or config.dsn.get_secret_value(), name=name, schema=config.db_schema,
                                   hypertables=hypertable_settings(name, config),
-                                  on_missing_extension=config.on_missing_extension)
+                                  on_missing_extension=config.on_missing_extension, dropped_columns=dropped_columns)
