@@ -22,6 +22,7 @@ from ray_cdc.observability.models import CommittedPosition, NodeStatus, SegmentS
 from ray_cdc.observability.segments import SegmentFile
 from ray_cdc.offsets import Offset
 from ray_cdc.pipeline.coordination import Progress
+from ray_cdc.pipeline.scaling import backlog
 
 Committed = Mapping[str, Mapping[str, Offset]]  # destination -> partition id -> offset
 
@@ -75,6 +76,7 @@ def _node_status(segments: list[SegmentFile], committed: Committed, destinations
 
 
 def destination_lag(files: list[SegmentFile], committed: Committed, destination: str) -> int:
-    """Durable bytes of the segments on disk that `destination` has not committed."""
-    book = committed.get(destination, {})
-    return sum(s.end - position_in(s, book.get(s.partition_id)) for s in files)
+    """Durable bytes of the segments on disk that `destination` has not committed (the writers'
+    autoscaler measures its backlog the same way)."""
+    owed_bytes, _ = backlog(files, committed.get(destination, {}), lambda segment: segment.end)
+    return owed_bytes
