@@ -19,13 +19,15 @@ from ray_cdc.commitlog.builder import MutationBuilder
 from ray_cdc.commitlog.mutation_encoder import encode_mutation
 from ray_cdc.commitlog.reader import CommitLogReader
 from ray_cdc.commitlog.segment_writer import SegmentWriter
-from ray_cdc.dlq import DeadLetterFilter, FileDeadLetterStore, PostgresDeadLetterStore
+from ray_cdc.dlq import DeadLetter, DeadLetterFilter, FileDeadLetterStore, PostgresDeadLetterStore
 from ray_cdc.dlq.replay import Replayer
+from ray_cdc.dlq.table_schema import with_table_schema
 from ray_cdc.pipeline.run import DestinationFactory
 from ray_cdc.pipeline.writing import DestinationWriter, RetryPolicy
 from ray_cdc.schema.registry import SchemaRegistry
 from tests.integration.pipeline_checks import assert_clickhouse_equals_oracle, assert_postgres_equals_oracle
 from tests.integration.test_dlq_pipeline import events_table
+from tests.integration.test_postgres_destination import fetch_state
 from tests.support.expected_state import expected_state
 
 SEGMENT = 1_900_000_000_000
@@ -217,3 +219,37 @@ def test_replay_takes_only_matching_entries_and_skips_unknown_destinations(store
     later = Replayer(store, {factory.name: factory}).replay(
         DeadLetterFilter(since=datetime.now(timezone.utc) + timedelta(hours=1)))
     assert later.outcomes == [] and store.count() == len(entries) - 1
+
+
+def test_rows_refused_again_become_a_new_entry_and_the_rest_is_written(store, postgres_server, tmp_path):
+    keyspace = "replay_" + uuid.uuid4().hex[:8]
+    table = events_table(keyspace)
+    write_workload(tmp_path / "a", table)
+    reader = CommitLogReader(SchemaRegistry([table]))
+    first_set = next(reader.change_sets(next(iter(sorted((tmp_path / "a").glob("*.log")))), max_rows=16))
+    batch = first_set.batches[0][1]  # 16 rows, "bad 3" and "bad 13" among them
+    entry = DeadLetter.new(with_table_schema(batch, table), destination=keyspace, node=NODE,
+                           error_class="RejectedRow", message="refused once", now=T1)
+    store.add([entry])
+    factory, _ = destination_setup("postgres", keyspace, postgres_server, tmp_path)
+    destination = factory()
+    destination.open()
+    try:
+        Constraint("postgres", postgres_server.dsn, table).add(destination)
+        later = T1 + timedelta(hours=1)
+        report = Replayer(store, {keyspace: factory}, policy=POLICY, clock=lambda: later).replay(DeadLetterFilter())
+        [outcome] = report.outcomes
+        assert (outcome.status, outcome.rows_written, outcome.rows_refused) == ("partly", 14, 2)
+        left = [store.get(i) for i in outcome.new_ids]
+        assert sorted(n for e in left for n in e.payload.column("note").to_pylist()) == ["bad 13", "bad 3"]
+        assert all((e.attempts, e.first_seen, e.last_seen) == (2, T1, later) and "no_bad" in e.message for e in left)
+        assert {e.id for e in store.list()} == set(outcome.new_ids)  # the old entry is gone
+        assert len(fetch_state(destination, table)) == 14
+        Constraint("postgres", postgres_server.dsn, table).drop(destination)
+        assert Replayer(store, {keyspace: factory}, policy=POLICY).replay(DeadLetterFilter()).complete
+        assert store.count() == 0
+        changes = [c for c in reader.changes(sorted((tmp_path / "a").glob("*.log")))
+                   if c.position.segment_id == SEGMENT and c.position.offset <= first_set.end.offset]
+        assert_postgres_equals_oracle(destination, expected_state(changes), [table])
+    finally:
+        destination.close()
