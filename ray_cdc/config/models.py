@@ -19,6 +19,7 @@ from pydantic import (
 
 from ray_cdc.config.masking import MaskingConfig
 from ray_cdc.config.schema_evolution import SchemaEvolutionConfig
+from ray_cdc.config.snapshot import SnapshotConfig
 from ray_cdc.config.values import (
     ByteSize,
     ClickHouseDsn,
@@ -289,6 +290,7 @@ class Config(_Section):
     writers: WritersConfig = Field(default_factory=WritersConfig)  # writer actors per destination
     masking: MaskingConfig | None = None  # None: every destination sees every column in clear
     schema_evolution: SchemaEvolutionConfig = Field(default_factory=SchemaEvolutionConfig)
+    snapshot: SnapshotConfig = Field(default_factory=SnapshotConfig)  # tables' existing rows, before CDC
 
     @field_validator("sources")
     @classmethod
