@@ -24,6 +24,7 @@ from ray_cdc.observability.service import health_api
 from ray_cdc.observability.view import PipelineView
 from ray_cdc.pipeline.distributed import NodeSource, RayRunSummary, replicate_available_on_ray
 from ray_cdc.pipeline.scaling import ScalingSettings, WriterBounds
+from ray_cdc.pipeline.snapshot import snapshot_before_cdc
 from ray_cdc.pipeline.writing import RetryPolicy
 from ray_cdc.transforms import TransformSettings
 from ray_cdc.transforms.masking import check_destinations
@@ -182,6 +183,11 @@ def _passes(config: Config, factories: dict, view: PipelineView, *, once: bool, 
     policy = RetryPolicy(config.retry.initial_backoff, config.retry.max_backoff, config.retry.max_elapsed)
     run_name = uuid.uuid4().hex[:8]
     passes = []
+    # the tables' existing rows first (resumed from the ranges recorded in the destinations)
+    snapshot = snapshot_before_cdc(config, factories, stop, policy=policy, dead_letters=dead_letter_factory(config),
+                                   run_id=f"{run_name}-snapshot")
+    if snapshot is not None and snapshot.stopped:
+        return passes
     while True:
         pass_id = f"{run_name}-{len(passes) + 1}"  # the pass's actors are named <pass_id>:<role>
         view.pass_started(pass_id)

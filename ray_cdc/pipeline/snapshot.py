@@ -33,6 +33,7 @@ from ray_cdc.actors.offsets import OffsetActor
 from ray_cdc.actors.options import RESTARTABLE
 from ray_cdc.actors.snapshot import SnapshotReaderActor
 from ray_cdc.actors.writer import WriterActor
+from ray_cdc.config.models import CassandraSchemaConfig, Config
 from ray_cdc.config.snapshot import SnapshotConfig
 from ray_cdc.pipeline.writing import RetryPolicy
 from ray_cdc.schema.model import TableSchema
@@ -107,14 +108,16 @@ def _resume(task: RangeTask, committed: Mapping[str, Mapping]) -> RangeTask:
 
 def snapshot_on_ray(source: CassandraSource, tables: Sequence[TableSchema], settings: SnapshotConfig | None = None,
                     *, destination_factories: Mapping[str, Callable] | None = None, writers: Mapping | None = None,
-                    offsets=None, policy: RetryPolicy | None = None, run_id: str | None = None,
+                    offsets=None, policy: RetryPolicy | None = None, dead_letters: Callable | None = None,
+                    run_id: str | None = None,
                     stop: threading.Event | None = None, on_range: Callable[[dict, dict], None] | None = None,
                     meter_stream=None, max_reader_restarts: int = 8) -> SnapshotSummary:
     """Snapshot `tables` into every destination (see the module doc).
 
     Either `destination_factories` (writers and an offset actor are created here, and removed at the
     end) or the running pipeline's `writers` and `offsets` actors (shared: chDB lets one process open
-    a directory). `stop`: once set, no new range starts; ranges in flight finish and are committed.
+    a directory); `dead_letters`: the DLQ store factory of the own writers (rows a destination refuses).
+    `stop`: once set, no new range starts; ranges in flight finish and are committed.
     `on_range(result, readers)`: called after each finished range (operators' hooks, fault tests)."""
     settings = settings or SnapshotConfig()
     source = _with_settings(source, settings)
@@ -125,7 +128,7 @@ def snapshot_on_ray(source: CassandraSource, tables: Sequence[TableSchema], sett
             raise SnapshotError("snapshot_on_ray needs destination_factories or writers")
         offsets = OffsetActor.options(name=f"{run_id}:snapshot-offsets", **RESTARTABLE).remote()
         writers = {name: WriterActor.options(name=f"{run_id}:snapshot-writer:{name}", **RESTARTABLE).remote(
-            name, factory, offsets, None, policy or RetryPolicy(), None)
+            name, factory, offsets, dead_letters, policy or RetryPolicy(), None)
             for name, factory in destination_factories.items()}
         ray.get([w.__ray_ready__.remote() for w in writers.values()])  # committed offsets reported
     elif offsets is None:
@@ -234,4 +237,56 @@ def _progress(actors) -> list[dict]:
     return out
 
 
-__all__ = ["SnapshotSummary", "TokenRange", "plan_tasks", "snapshot_on_ray"]
+# --- `ray-cdc run` ------------------------------------------------------------------------------------
+
+
+def source_from_config(cassandra: CassandraSchemaConfig, settings: SnapshotConfig) -> CassandraSource:
+    """The cluster the schemas come from is the one the snapshot reads."""
+    password = cassandra.password.get_secret_value() if cassandra.password else None
+    return CassandraSource(tuple(cassandra.contact_points), port=cassandra.port, username=cassandra.username,
+                           password=password, consistency=settings.consistency, fetch_size=settings.fetch_size)
+
+
+def configured_tables(source: CassandraSource, config: Config) -> list[TableSchema]:
+    """The replicated tables (`tables` include/exclude) as the live cluster describes them now."""
+    from ray_cdc.schema.cluster import load_cluster_schema
+
+    cluster, session = source.connect(raw=False)
+    try:
+        tables = load_cluster_schema(session=session, keyspaces=config.schema_source.cassandra.keyspaces)
+    finally:
+        cluster.shutdown()
+    return [t for t in tables if config.tables.matches(t.keyspace, t.name)]
+
+
+def snapshot_before_cdc(config: Config, factories: Mapping[str, Callable], stop: threading.Event, *,
+                        policy: RetryPolicy, dead_letters: Callable | None, run_id: str) -> SnapshotSummary | None:
+    """What `ray-cdc run` does before following the commitlog: snapshot the configured tables of the
+    live cluster (`schema.cassandra`) into every destination. None when there is nothing to snapshot
+    (`snapshot.enabled: false`, schemas not from a live cluster, no table matches).
+
+    It runs to its end before the first commitlog pass: the two overlap by design (every change
+    written during the snapshot is also in the segments the passes read afterwards, and
+    last-writer-wins by writetime settles rows both deliver), and the destinations' writers are not
+    shared between the two (an embedded chDB directory opens in one process at a time). A restart
+    reads only the token ranges some destination still lacks (`plan_tasks`): after a finished
+    snapshot, none."""
+    settings = config.snapshot
+    cassandra = config.schema_source.cassandra
+    if not settings.enabled or cassandra is None:
+        return None
+    source = source_from_config(cassandra, settings)
+    tables = configured_tables(source, config)
+    if not tables:
+        log.info("snapshot: no configured table on the cluster at %s", ", ".join(cassandra.contact_points))
+        return None
+    summary = snapshot_on_ray(source, tables, settings, destination_factories=factories, policy=policy,
+                              dead_letters=dead_letters, run_id=run_id, stop=stop)
+    complete = sum(1 for ranges in summary.planned.values() if ranges == 0)
+    log.info("snapshot: %d rows of %d tables in %.1f s, %d ranges read (%d tables were complete already)%s",
+             summary.rows, len(tables), summary.seconds, len(summary.ranges), complete,
+             "; stopped on request" if summary.stopped else "")
+    return summary
+
+
+__all__ = ["SnapshotSummary", "TokenRange", "plan_tasks", "snapshot_before_cdc", "snapshot_on_ray"]
