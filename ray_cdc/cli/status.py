@@ -7,7 +7,6 @@ to the API later show up without a change here."""
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import urllib.error
 import urllib.request
@@ -36,8 +35,8 @@ def add_commands(commands) -> None:
         "prints segments on disk per node against the offsets each destination committed, and exits 3.")
     status.add_argument("config", type=Path, help="YAML configuration")
     status.add_argument("--json", action="store_true", help="print the API's JSON as it came")
-    status.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS",
-                        help="how long to wait for the API (default 3)")
+    status.add_argument("--timeout", type=float, default=20.0, metavar="SECONDS",
+                        help="how long to wait for the API's answer (default 20: it asks every actor)")
     status.set_defaults(handler=_status)
 
 
@@ -59,8 +58,11 @@ def fetch_status(url: str, token: str | None, timeout: float) -> object:
         hint = ("set observability.bearer_token to the running pipeline's token" if exc.code in (401, 403)
                 else "see the pipeline's log")
         raise StatusError(f"{url} answered HTTP {exc.code} {exc.reason}; {hint}") from None
-    except (urllib.error.URLError, ConnectionError, TimeoutError, socket.timeout) as exc:
-        raise NotRunning(f"nothing answered at {url} ({getattr(exc, 'reason', exc)})") from None
+    except urllib.error.URLError as exc:  # refused, unknown host, or no connection within the timeout
+        raise NotRunning(f"nothing answered at {url} ({exc.reason})") from None
+    except (TimeoutError, ConnectionError) as exc:  # connected: something listens there, but did not answer
+        raise StatusError(f"{url} accepted the connection but sent no status within {timeout:g} s "
+                          f"({type(exc).__name__}); try a larger --timeout") from None
     try:
         return json.loads(body)
     except ValueError:

@@ -73,6 +73,15 @@ def test_nothing_listening_is_not_running():
         fetch_status(f"http://127.0.0.1:{_free_port()}/status", None, timeout=2)
 
 
+def test_a_listener_that_never_answers_is_an_error_not_a_stopped_pipeline():
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # connections are accepted by the kernel, never answered
+        port = silent.getsockname()[1]
+        with pytest.raises(StatusError, match="accepted the connection but sent no status within 1 s"):
+            fetch_status(f"http://127.0.0.1:{port}/status", None, timeout=1)
+
+
 def test_a_refused_token_says_which_setting_to_fix_and_never_echoes_it():
     server = HealthApi(PipelineView({}, [], observer=None), "127.0.0.1", 0, "the-real-token")
     _, port = server.start()
