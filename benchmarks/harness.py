@@ -68,8 +68,9 @@ class Sizes:
     runs: int = 1
 
 
-FULL = Sizes(decode_mb=100, e2e_rows=300_000, snapshot_rows=100_000, scaling_rows=300_000, max_workers=3,
-             backlog_rows=100_000)
+# modest: the whole run takes about 20 minutes on a loaded 2-core machine
+FULL = Sizes(decode_mb=32, e2e_rows=200_000, snapshot_rows=50_000, scaling_rows=150_000, max_workers=3,
+             backlog_rows=40_000)
 QUICK = Sizes(decode_mb=8, e2e_rows=30_000, snapshot_rows=10_000, scaling_rows=30_000, max_workers=2,
               backlog_rows=10_000, backlog_factor=3)
 
@@ -241,6 +242,9 @@ def run_scenarios(names: list[str], sizes: Sizes, out: Path, work: Path, runners
             print(f"{name} FAILED: {results[name]['error']}", flush=True)
         results[name]["load_average"] = {"before": before, "after": load_average()}
         results[name]["seconds"] = round(time.perf_counter() - t0, 1)
+        # each scenario's figures beside its ceiling as soon as it is done (a script's own output may
+        # have been captured)
+        print("\n".join(report.table_rows({name: results[name]})), flush=True)
     return results
 
 
