@@ -420,8 +420,8 @@ def test_replayed_batch_after_newer_data_and_a_restart_changes_nothing(dest, tmp
     assert stored_rows(dest, table) == before == 51
     # a writer restarted on the same data directory still knows the token, and prepares it elsewhere
     prepared = ClickHouseDestination.prepare(table, first)
-    restarted = ClickHouseDestination.__new__(ClickHouseDestination)
-    restarted.name, restarted.client, restarted.offsets, restarted._stores = dest.name, dest.client, dest.offsets, {}
+    restarted = ClickHouseDestination(name=dest.name)  # never opened: it takes over the open client
+    restarted.client, restarted.offsets = dest.client, dest.offsets
     restarted.write_prepared(pickle.loads(pickle.dumps(prepared)), [])
     assert stored_rows(dest, table) == before
     rows = rows_of(dest, table)

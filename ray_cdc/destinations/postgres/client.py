@@ -82,6 +82,7 @@ class PostgresDestination:
         self._dropped_columns = dropped_columns  # "keep" or "drop" (evolution.py)
         self._conflicts: dict = {}  # table schema -> type changes this destination cannot take
         self._conflicts_seen: set = set()
+        self._pending: dict = {}  # table id -> evolve.PendingDdl: made by the table's next write
         #: test hook: called with the cursor after the merge, before COMMIT (a failure there rolls back)
         self.before_commit: Callable[[psycopg.Cursor], None] | None = None
         #: test hook: called with the cursor after a direct-path stage's probe, before its COPY
@@ -145,20 +146,22 @@ class PostgresDestination:
     # --- tables ------------------------------------------------------------------------------------
 
     def ensure_table(self, table: TableSchema) -> TableNames:
-        """The tables of `table`, created or evolved to take its batches (evolve.py); returns the
-        names of the layout they are written with. Read from the catalog once per schema version."""
+        """The tables of `table`: created if new; for an existing table, the names of the layout its
+        batches are written with. Changes the stored tables need (evolve.py) are made by the next write
+        of the table, in its transaction. Read from the catalog once per schema version."""
         names = self._tables.get(table)
         if names is None:
-            plan = self._run(f"create or evolve the tables of {table.qualified_name}",
-                             lambda cur: self._create_or_evolve(cur, table))
+            plan, pending = self._run(f"create or plan the tables of {table.qualified_name}",
+                                      lambda cur: self._create_or_plan(cur, table))
             names = names_for(plan.layout, self._schema)
-            if plan.changes_table:  # layouts cached for other versions of the table are stale now
-                self._tables = {t: n for t, n in self._tables.items() if t.id != table.id}
+            if pending is not None:  # layouts cached for other versions of the table are stale now
+                self._forget(table.id)
+                self._pending[table.id] = pending
             record_conflicts(self._conflicts_seen, plan.conflicts)
             self._tables[table], self._conflicts[table] = names, plan.conflicts
         return names
 
-    def _create_or_evolve(self, cur, table: TableSchema) -> evolution.Plan:
+    def _create_or_plan(self, cur, table: TableSchema) -> tuple[evolution.Plan, evolve.PendingDdl | None]:
         wanted = names_for(table, self._schema)
         # the lock every write of the table takes shared (_lock_for_writing): DDL waits for them
         cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (wanted.rows.qstate,))
@@ -171,11 +174,32 @@ class PostgresDestination:
         names = names_for(result.layout, self._schema)
         statements = evolve.evolution_sql(result, stored, names)
         if statements:
-            log.info("%s: evolving the tables of %s: add %s, widen %s, drop %s", self.name, table.qualified_name,
-                     [c.name for c in result.add], [c.name for c in result.widen], result.drop)
-        for stmt in statements + self.table_ddl(names):
+            return result, evolve.PendingDdl(names, stored, statements + self.table_ddl(names), result)
+        for stmt in self.table_ddl(names):
             cur.execute(stmt)
-        return result
+        return result, None
+
+    def _apply_pending(self, cur, names: TableNames) -> bool:
+        """Make the changes the tables need for `names`, inside the write transaction, before its data."""
+        pending = self._pending.get(names.table.id)
+        if pending is None or pending.names != names:
+            return False
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (names.rows.qstate,))
+        if evolve.read_stored(cur, names)[0] != pending.stored:  # another writer changed them meanwhile
+            self._forget(names.table.id)
+            raise evolution.StalePreparedError(f"the tables of {names.table.qualified_name} changed",
+                                               destination=self.name)
+        plan = pending.plan
+        log.info("%s: evolving the tables of %s: add %s, widen %s, drop %s", self.name, names.table.qualified_name,
+                 [c.name for c in plan.add], [c.name for c in plan.widen], plan.drop)
+        for stmt in pending.statements:
+            cur.execute(stmt)
+        return True
+
+    def _forget(self, table_id) -> None:
+        """Drop what is cached of a table's layout: it is read from the catalog again."""
+        self._tables = {t: n for t, n in self._tables.items() if t.id != table_id}
+        self._pending.pop(table_id, None)
 
     def _known(self, table: TableSchema) -> TableSchema | None:
         """The layout last written for this table id (exact CQL types of columns a batch lacks)."""
@@ -222,9 +246,10 @@ class PostgresDestination:
         conn = self._connection()
         try:
             with conn.transaction(), conn.cursor() as cur:
+                evolved = self._apply_pending(cur, names)
                 _lock_for_writing(cur, names, staged)
                 if not evolve.layout_is_current(cur, names):  # evolved by another writer since
-                    self._tables = {t: n for t, n in self._tables.items() if t.id != table.id}
+                    self._forget(table.id)
                     raise evolution.StalePreparedError(f"the tables of {table.qualified_name} changed",
                                                        destination=self.name)
                 done, kinds = self._write_direct(conn, cur, names, staged)
@@ -240,6 +265,8 @@ class PostgresDestination:
                     self.before_commit(cur)
         except psycopg.Error as exc:
             raise self._fail(exc, f"write {prepared.rows} rows of {table.qualified_name}") from None
+        if evolved:
+            self._pending.pop(table.id, None)
         return WriteResult(rows=prepared.rows - len(rejected), rejected=sorted(rejected.items()))
 
     def _write_direct(self, conn, cur, names: TableNames, staged: StagedBatch) -> tuple[set[str], set | None]:

@@ -1,7 +1,8 @@
 """Schema evolution of the PostgreSQL tables of one Cassandra table (see destinations/evolution.py).
 
 The stored value columns are read from `pg_attribute` (state table, then static table, in column
-order: `_ts` keys writetimes by that order). The changes run in one transaction:
+order: `_ts` keys writetimes by that order). The changes run in the transaction of the first batch
+that needs them, before its data (a failed write leaves the tables as they were):
 1. the views go (they pin the columns' types), and each changed state table's generated `_live`
    (its expression lists the value columns);
 2. ADD COLUMN (and `"_cells.c"` for a non-frozen collection/UDT), ALTER COLUMN ... TYPE for a
@@ -12,6 +13,8 @@ order: `_ts` keys writetimes by that order). The changes run in one transaction:
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from ray_cdc.commitlog.arrow_batches import cells_column
 from ray_cdc.destinations.evolution import DestColumn, Dialect, Plan
@@ -33,6 +36,16 @@ WIDENINGS = frozenset({("smallint", "integer"), ("smallint", "bigint"), ("intege
 
 _COLUMNS_SQL = ("SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute AS a "
                 "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum")
+
+
+@dataclass(frozen=True)
+class PendingDdl:
+    """Changes planned for a table, made inside the transaction of its next write."""
+
+    names: TableNames  # the layout they give
+    stored: dict  # the stored columns they were planned from (re-read under the lock before they run)
+    statements: list[str]
+    plan: Plan
 
 
 def stored_type(t: CqlType) -> str:
