@@ -237,7 +237,7 @@ def run_scenarios(names: list[str], sizes: Sizes, out: Path, work: Path, runners
         before, t0 = load_average(), time.perf_counter()
         try:
             results[name] = runners[name](sizes, raw, work)
-        except (RayCdcError, RuntimeError, OSError, subprocess.SubprocessError) as e:  # the run goes on
+        except (RayCdcError, RuntimeError, OSError, ValueError, subprocess.SubprocessError) as e:  # the run goes on
             results[name] = {"error": redact(f"{type(e).__name__}: {e}")}
             print(f"{name} FAILED: {results[name]['error']}", flush=True)
         results[name]["load_average"] = {"before": before, "after": load_average()}
