@@ -107,6 +107,11 @@ class ClickHouseDestination:
     def committed_offsets(self) -> dict[str, Offset]:
         return self.offsets.load()
 
+    def rewrite_offsets(self, offsets: list[Offset], drop: list[str]) -> None:
+        """`ray-cdc offsets reset`: set `offsets` as given (backwards too), delete `drop` (see
+        `OffsetStore.rewrite`)."""
+        self.offsets.rewrite(offsets, drop)
+
     # --- writing -------------------------------------------------------------------------------------
 
     @staticmethod
@@ -150,11 +155,6 @@ class ClickHouseDestination:
 
 def _offsets_token(offsets: list[Offset]) -> str:
     return "offsets:" + ",".join(f"{o.partition_id}@{o.position}:{int(o.completed)}" for o in offsets)
-
-    def rewrite_offsets(self, offsets: list[Offset], drop: list[str]) -> None:
-        """`ray-cdc offsets reset`: set `offsets` as given (backwards too), delete `drop` (see
-        `OffsetStore.rewrite`)."""
-        self.offsets.rewrite(offsets, drop)
 
 
 def _apply(store: TableStore, prepared: Prepared) -> None:

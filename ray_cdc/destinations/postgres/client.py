@@ -382,6 +382,16 @@ class PostgresDestination:
             merge.OFFSETS_UPSERT.format(table=self._offsets_table),
             [(self.name, o.partition_id, o.node, o.segment_id, o.position, o.completed, 0) for o in offsets]))
 
+    def rewrite_offsets(self, offsets: list[Offset], drop: list[str]) -> None:
+        """Set `offsets` as they are (backwards too) and delete the partitions in `drop`, in ONE
+        transaction: the operator's `ray-cdc offsets reset`, never the pipeline's forward-only path."""
+        def work(cur) -> None:
+            cur.execute(f"DELETE FROM {self._offsets_table} WHERE destination = %s AND partition_id = ANY(%s)",
+                        (self.name, list(drop)))
+            cur.executemany(merge.OFFSETS_SET.format(table=self._offsets_table), [
+                (self.name, o.partition_id, o.node, o.segment_id, o.position, o.completed) for o in offsets])
+        self._run("rewrite offsets", work)
+
     def committed_offsets(self) -> dict[str, Offset]:
         rows = self._run("read offsets", lambda cur: cur.execute(
             f"SELECT partition_id, node, segment_id, position, completed FROM {self._offsets_table} "
@@ -427,16 +437,6 @@ def _copy(cur, target: str, stage: Stage, start: int, stop: int) -> None:
     with cur.copy(f"COPY {target} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
         for chunk in stage.payload.chunks(start, stop):
             copy.write(chunk)
-
-    def rewrite_offsets(self, offsets: list[Offset], drop: list[str]) -> None:
-        """Set `offsets` as they are (backwards too) and delete the partitions in `drop`, in ONE
-        transaction: the operator's `ray-cdc offsets reset`, never the pipeline's forward-only path."""
-        def work(cur) -> None:
-            cur.execute(f"DELETE FROM {self._offsets_table} WHERE destination = %s AND partition_id = ANY(%s)",
-                        (self.name, list(drop)))
-            cur.executemany(merge.OFFSETS_SET.format(table=self._offsets_table), [
-                (self.name, o.partition_id, o.node, o.segment_id, o.position, o.completed) for o in offsets])
-        self._run("rewrite offsets", work)
 
 
 @dataclass
