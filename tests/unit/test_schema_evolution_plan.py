@@ -25,6 +25,7 @@ from ray_cdc.destinations.postgres.ddl import names_for
 from ray_cdc.errors import RayCdcError
 from ray_cdc.schema.model import ColumnKind, ColumnSchema, DroppedColumn, TableSchema
 from ray_cdc.schema.types import parse_cql_type
+from tests.unit.test_config import MINIMAL
 
 PG = pg.dialect("pg")
 CH = ch.dialect("ch")
@@ -195,12 +196,7 @@ def test_clickhouse_types_are_compared_as_clickhouse_prints_them():
 
 # --- the configuration ----------------------------------------------------------------------------------------
 
-CONFIG = """\
-sources:
-  - name: n1
-    commitlog_dir: /var/lib/cassandra/cdc_raw
-schema:
-  from_log: true
+CONFIG = MINIMAL + """\
 destinations:
   pg: {type: postgres, dsn: "postgresql://u@db/x"}
   ch: {type: clickhouse, dsn: "http://ch:8123"}
