@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import pickle
 import uuid
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -17,8 +19,10 @@ from ray_cdc.commitlog.arrow_batches import arrow_batches
 from ray_cdc.commitlog.builder import MutationBuilder
 from ray_cdc.commitlog.position import CommitLogPosition
 from ray_cdc.commitlog.reader import ChangeSet, DecodedMutation
+from ray_cdc.config.loader import load_config
 from ray_cdc.config.masking import MaskingConfig
 from ray_cdc.errors import ConfigError, RayCdcError
+from ray_cdc.pipeline.run import transform_settings
 from ray_cdc.schema.model import ColumnKind, ColumnSchema, TableSchema
 from ray_cdc.schema.types import parse_cql_type
 from ray_cdc.transforms import Masker, MaskingError, Transformer, TransformSettings
@@ -287,3 +291,35 @@ def test_masking_only_stage_masks_without_coalescing_or_preparing():
     out = transformer.for_destination(transformer.common(change_set), "ch")
     assert out.rows == 3 and out.items[0].prepared is None and preparer.seen == []
     assert out.items[0].table.column("email").type.cql() == "text"
+
+
+# --- from the config file ---------------------------------------------------------------------------
+
+
+def config_file(tmp_path, masking: str, pipeline: str = "{}") -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text("sources: [{name: a, commitlog_dir: d}]\nschema: {from_log: true}\n"
+                    "destinations:\n  pg: {type: postgres, dsn: 'postgresql://u:pw@h/db'}\n"
+                    "  ch: {type: clickhouse, dsn: 'chdb://ch'}\n"
+                    f"pipeline: {pipeline}\nmasking: {masking}\n")
+    return path
+
+
+def test_config_file_masking_reaches_the_transform_stage(tmp_path):
+    config = load_config(config_file(tmp_path, "{key_env: RAY_CDC_TEST_MASKING_KEY, destinations: {pg: {enabled: false}}}"))
+    assert transform_settings(config).masking == config.masking
+    off = load_config(config_file(tmp_path, "{key_env: RAY_CDC_TEST_MASKING_KEY}", "{transform_stage: false}"))
+    assert transform_settings(off) == TransformSettings.masking_only(off.masking)  # masking still runs
+    assert SECRET not in json.dumps(config.redacted_dict())
+
+
+def test_config_file_errors_name_the_key_and_never_the_value(tmp_path, monkeypatch):
+    typo = config_file(tmp_path, "{key_env: RAY_CDC_TEST_MASKING_KEY, destinations: {pgg: {enabled: false}}}")
+    with pytest.raises(MaskingError, match="pgg not among the destinations"):
+        transform_settings(load_config(typo))
+    monkeypatch.delenv("RAY_CDC_TEST_MASKING_KEY")
+    with pytest.raises(ConfigError, match=r"masking.*RAY_CDC_TEST_MASKING_KEY") as error:
+        load_config(config_file(tmp_path, "{key_env: RAY_CDC_TEST_MASKING_KEY}"))
+    assert SECRET not in str(error.value)
+    with pytest.raises(ConfigError, match=r"masking\.pii_policy"):
+        load_config(config_file(tmp_path, "{key_file: k, pii_policy: encrypt}"))
