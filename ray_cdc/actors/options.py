@@ -14,10 +14,11 @@ def pinned_to(resource: str | None) -> dict:
     return {"resources": {resource: PIN_AMOUNT}} if resource else {}
 
 
-def on_node(node_id: str) -> dict:
-    """Options that keep an actor on the given Ray node while it lives (elsewhere if it cannot fit):
-    the pipeline's shared actors stay beside the driver, so losing a Cassandra host loses only
-    that host's reader and transform actor."""
+def on_node(node_id: str, *, hard: bool = True) -> dict:
+    """Options that keep an actor on the given Ray node while it lives: the pipeline's shared
+    actors stay beside the driver, so losing a Cassandra host loses only that host's reader and
+    transform actor. Hard by default: Ray's soft affinity was seen placing actors on other nodes
+    of an idle cluster. `hard=False` for a node that cannot host them (no CPU)."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id, soft=True)}
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id, soft=not hard)}

@@ -78,6 +78,13 @@ class _Backoff:
         return self.policy.ceilings()
 
 
+def _beside_driver() -> dict:
+    """Placement of the shared actors: on the driver's node, which must have a CPU for the writers."""
+    node_id = ray.get_runtime_context().get_node_id()
+    cpus = next((n["Resources"].get("CPU", 0) for n in ray.nodes() if n["NodeID"] == node_id), 0)
+    return on_node(node_id, hard=cpus > 0)
+
+
 def replicate_available_on_ray(
     sources: Mapping[str, NodeSource],
     reader_factory: Callable,
@@ -110,7 +117,7 @@ def replicate_available_on_ray(
     started = time.time()
     run_id = run_id or uuid.uuid4().hex[:8]
     policy = policy or RetryPolicy()
-    beside_driver = on_node(ray.get_runtime_context().get_node_id())
+    beside_driver = _beside_driver()
     offsets = OffsetActor.options(name=f"{run_id}:offsets", **RESTARTABLE, **beside_driver).remote()
     dlq = None
     if dead_letters is not None:

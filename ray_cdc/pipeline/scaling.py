@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -110,16 +111,20 @@ class WriterScaler:
 
 
 class Throughput:
-    """Bytes per second a destination committed between the last two samples of its offsets."""
+    """Bytes per second a destination committed over the last `window` seconds of samples of its
+    offsets (commits come in bursts: a rate over one short interval swings between 0 and peaks)."""
 
-    def __init__(self):
-        self._last: tuple[float, int] | None = None
+    def __init__(self, window: float = 5.0):
+        self._window = window
+        self._samples: deque[tuple[float, int]] = deque()
         self.rate = 0.0
 
     def sample(self, now: float, committed_bytes: int) -> float:
-        if self._last is not None and now > self._last[0]:
-            self.rate = max(0.0, committed_bytes - self._last[1]) / (now - self._last[0])
-        self._last = (now, committed_bytes)
+        self._samples.append((now, committed_bytes))
+        while len(self._samples) > 2 and now - self._samples[1][0] >= self._window:
+            self._samples.popleft()  # keep one sample at least `window` old
+        (t0, b0), (t1, b1) = self._samples[0], self._samples[-1]
+        self.rate = max(0.0, b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
         return self.rate
 
 

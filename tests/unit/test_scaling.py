@@ -96,11 +96,13 @@ def test_bad_bounds_and_settings_are_config_errors_naming_the_values():
         WriterScaler(WriterBounds(), target_drain=0, cooldown=1)
 
 
-def test_throughput_is_the_committed_bytes_between_two_samples():
-    meter = Throughput()
+def test_throughput_is_the_committed_bytes_over_the_window():
+    meter = Throughput(window=4.0)
     assert meter.sample(0.0, 0) == 0.0
     assert meter.sample(2.0, 4 * MB) == 2 * MB
-    assert meter.sample(3.0, 4 * MB) == 0.0
+    assert meter.sample(3.0, 4 * MB) == 4 * MB / 3  # a quiet second does not read as a stop
+    assert meter.sample(8.0, 4 * MB) == 0.0  # nothing for the whole window
+    assert meter.sample(9.0, 6 * MB) == 2 * MB / 6  # from the newest sample at least 4 s old (3.0)
 
 
 def test_backlog_counts_what_each_segment_has_beyond_the_committed_position():
