@@ -3,7 +3,6 @@ sources checked, and joining Ray."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ray_cdc.errors import RayCdcError

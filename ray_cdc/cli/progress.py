@@ -69,9 +69,8 @@ class PipelineWatcher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="ray-cdc-progress", daemon=True)
 
-    def __enter__(self) -> PipelineWatcher:
+    def __enter__(self) -> None:
         self._thread.start()
-        return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()

@@ -22,7 +22,7 @@ class StatusError(RayCdcError):
     """The pipeline answered, but not with a status (refused token, server error, not JSON)."""
 
 
-class NotRunning(Exception):  # noqa: N818 - an answer, not a failure
+class NotRunning(Exception):
     """Nothing answered at the status URL."""
 
 

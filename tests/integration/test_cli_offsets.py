@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import uuid
 
 import pytest
@@ -15,6 +14,7 @@ from ray_cdc.commitlog.workload import demo_tables, generate
 from ray_cdc.destinations.clickhouse import ClickHouseDestination
 from ray_cdc.destinations.postgres import PostgresDestination
 from ray_cdc.offsets import Offset
+from tests.services.postgres import free_port
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ schema: {{cql_file: {root / 'schema.cql'}}}
 destinations:
   {pg_name}: {{type: postgres, dsn: "{postgres_server.dsn}"}}
   ch: {{type: clickhouse, dsn: "chdb://{tmp_path / 'ch'}", database: cdc}}
-observability: {{port: {_free_port()}}}
+observability: {{port: {free_port()}}}
 pipeline: {{state_dir: {tmp_path / 'state'}}}
 """)
     pg = PostgresDestination(postgres_server.dsn, name=pg_name)
@@ -52,11 +52,6 @@ def _chdb(tmp_path) -> ClickHouseDestination:
     ch.open()
     return ch
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _seed(destination, s1: int, s2: int, s3: int) -> None:
@@ -110,7 +105,7 @@ def test_offsets_show_lists_every_destination(setup, tmp_path, capsys):
 
 
 def test_offsets_reset_needs_yes_then_moves_every_destination(setup, tmp_path, capsys):
-    config, pg_name, pg, (s1, s2, s3, *_) = setup
+    config, _pg_name, pg, (s1, s2, s3, *_) = setup
     ch = _chdb(tmp_path)
     for destination in (pg, ch):
         _seed(destination, s1, s2, s3)
@@ -170,7 +165,7 @@ def test_segments_list_shows_each_segment_state(setup, tmp_path, capsys):
 
 
 def test_status_without_a_pipeline_exits_3_with_an_offline_summary(setup, capsys):
-    config, pg_name, pg, (s1, s2, s3, *_) = setup
+    config, pg_name, pg, (s1, _s2, _s3, *_) = setup
     pg.commit_offsets([Offset("a", s1, 900, True)])
     assert main(["status", str(config), "--timeout", "2"]) == EXIT_NOT_RUNNING
     out = capsys.readouterr().out
@@ -185,7 +180,7 @@ def test_status_without_a_pipeline_exits_3_with_an_offline_summary(setup, capsys
 
 def test_an_unreachable_dsn_names_the_setting_and_host_never_the_password(tmp_path, node_dir, capsys):
     root, _ = node_dir
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     config = tmp_path / "config.yaml"
     config.write_text(f"""
 sources: [{{name: a, commitlog_dir: {root}}}, {{name: b, commitlog_dir: {tmp_path / 'missing'}}}]

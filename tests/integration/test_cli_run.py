@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -17,6 +16,7 @@ import pytest
 
 from ray_cdc.cli import EXIT_OK
 from ray_cdc.commitlog.workload import demo_tables, generate
+from tests.services.postgres import free_port
 
 TOKEN = "tok-" + uuid.uuid4().hex
 START_BOUND = 300  # seconds for a local Ray and the pipeline to come up on a loaded 2-core machine
@@ -28,11 +28,6 @@ def node_dir(tmp_path_factory):
     generate(root, rows=6000, tables=demo_tables(), seed=9, segment_size=256 << 10, preallocate=False)
     return root
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _config(tmp_path, root, postgres_server, port: int):
@@ -67,7 +62,7 @@ def _wait_for_health(port: int, process: subprocess.Popen) -> None:
 
 
 def test_status_asks_the_running_pipeline(tmp_path, node_dir, postgres_server):
-    port = _free_port()
+    port = free_port()
     config = _config(tmp_path, node_dir, postgres_server, port)
     env = _env(postgres_server)
     run = subprocess.Popen(["ray-cdc", "run", str(config)], env=env, stdout=subprocess.PIPE,
@@ -89,7 +84,7 @@ def test_status_asks_the_running_pipeline(tmp_path, node_dir, postgres_server):
 
 
 def test_run_once_prints_progress_lines_when_not_on_a_terminal(tmp_path, node_dir, postgres_server):
-    config = _config(tmp_path, node_dir, postgres_server, _free_port())
+    config = _config(tmp_path, node_dir, postgres_server, free_port())
     result = subprocess.run(["ray-cdc", "run", str(config), "--once"], env=_env(postgres_server),
                             capture_output=True, text=True, timeout=START_BOUND + 300, check=False)
     assert result.returncode == EXIT_OK, result.stderr

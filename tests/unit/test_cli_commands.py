@@ -15,6 +15,7 @@ from ray_cdc.cli.stores import endpoint
 from ray_cdc.config.models import ObservabilityConfig
 from ray_cdc.observability.server import HealthApi
 from ray_cdc.observability.view import PipelineView
+from tests.services.postgres import free_port
 
 SECRET = "pa55-Secret-word"
 
@@ -62,15 +63,10 @@ def test_status_url_asks_loopback_when_the_api_listens_everywhere():
     assert status_url(ObservabilityConfig(host="::", port=1)) == "http://[::1]:1/status"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def test_nothing_listening_is_not_running():
     with pytest.raises(NotRunning, match="nothing answered at http://127.0.0.1:"):
-        fetch_status(f"http://127.0.0.1:{_free_port()}/status", None, timeout=2)
+        fetch_status(f"http://127.0.0.1:{free_port()}/status", None, timeout=2)
 
 
 def test_a_listener_that_never_answers_is_an_error_not_a_stopped_pipeline():

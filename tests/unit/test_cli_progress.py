@@ -33,7 +33,7 @@ def test_a_terminal_gets_one_line_rewritten_in_place():
 def test_a_log_gets_plain_lines_at_most_every_interval():
     out, clock = io.StringIO(), Clock()
     line = ProgressLine(out, tty=False, every=10.0, clock=clock)
-    for second in range(0, 25):
+    for second in range(25):
         clock.now = float(second)
         line.update(second * MIB, 30 * MIB, 0, 3)
     line.finish()
