@@ -19,18 +19,21 @@ import pytest
 
 from ray_cdc.commitlog.arrow_batches import arrow_batches
 from ray_cdc.commitlog.builder import MutationBuilder
+from ray_cdc.commitlog.mutation_encoder import encode_mutation
 from ray_cdc.commitlog.position import CommitLogPosition
-from ray_cdc.commitlog.reader import ChangeSet, DecodedMutation
+from ray_cdc.commitlog.reader import ChangeSet, CommitLogReader, DecodedMutation
 from ray_cdc.destinations.clickhouse import ClickHouseDestination
 from ray_cdc.destinations.evolution import StalePreparedError
 from ray_cdc.destinations.postgres import PostgresDestination
 from ray_cdc.destinations.timescaledb import TimescaleDbDestination
 from ray_cdc.dlq.file_store import FileDeadLetterStore
 from ray_cdc.pipeline.writing import DestinationWriter, TableBatch
+from ray_cdc.schema.cql import parse_cql_schema
 from ray_cdc.schema.model import ColumnKind, ColumnSchema, DroppedColumn, TableSchema
 from ray_cdc.schema.types import parse_cql_type
 from ray_cdc.transforms.transformer import TransformedSet
 from tests.integration.test_timescaledb_destination import timescaledb_server  # noqa: F401 - a fixture
+from tests.unit import test_schema_history as history
 
 BASE = 1_700_000_000_000_000
 AT = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -91,6 +94,10 @@ class Postgres:
         rows, names = self._query(dest, f'SELECT * FROM "{table.keyspace}"."{table.name}"')
         return {r[0]: {n: v for n, v in zip(names, r) if not n.startswith("_")} for r in rows}
 
+    def static(self, dest, table: TableSchema) -> dict[int, int]:
+        rows, _ = self._query(dest, f'SELECT id, s FROM "{table.keyspace}"."{table.name}__statics"')
+        return dict(rows)
+
     def types(self, dest, table: TableSchema) -> dict[str, str]:
         rows, _ = self._query(dest, "SELECT column_name, data_type FROM information_schema.columns "
                                     "WHERE table_schema = %s AND table_name = %s",
@@ -120,6 +127,11 @@ class ClickHouse:
     def rows(self, dest, table: TableSchema) -> dict[int, dict]:
         rows = dest.client.query_arrow(f"SELECT * FROM `{table.keyspace}`.`{table.name}__live`").to_pylist()
         return {r["id"]: r for r in rows}
+
+    def static(self, dest, table: TableSchema) -> dict[int, int]:
+        rows = dest.client.query_arrow(f"SELECT DISTINCT id, s FROM `{table.keyspace}`.`{table.name}__live` "
+                                       "WHERE s IS NOT NULL").to_pylist()
+        return {r["id"]: r["s"] for r in rows}
 
     def types(self, dest, table: TableSchema) -> dict[str, str]:
         rows = dest.client.query_arrow(f"SELECT name, type FROM system.columns WHERE database = "
@@ -280,4 +292,57 @@ def test_batch_prepared_before_the_change_is_prepared_again_by_the_writer(side):
     rows = side.rows(dest, v2)
     assert {k: (r["v"], r["note"], r["extra"]) for k, r in rows.items()} == {
         1: (1, "a", None), 2: (2, None, "x"), 3: (3, "c", None)}
+    dest.close()
+
+
+@pytest.mark.parametrize("policy", ["keep", "drop"])
+def test_schema_changes_read_from_the_log_reach_the_destination(side, policy, tmp_path):
+    """The pipeline's own schema source: segments holding the table's creation, an ALTER TABLE ADD and
+    a DROP as system_schema mutations between its rows (CommitLogReader(schema_from_log=True))."""
+    ks = "evo_" + uuid.uuid4().hex[:8]
+    table_id = uuid.uuid4()
+    base = parse_cql_schema(f"CREATE TABLE {ks}.users (id int PRIMARY KEY, name text) WITH ID = {table_id};")[0]
+    wider = parse_cql_schema(f"CREATE TABLE {ks}.users (id int PRIMARY KEY, name text, age int) "
+                             f"WITH ID = {table_id};")[0]
+    narrower = replace(wider, columns=tuple(c for c in wider.columns if c.name != "name"))
+
+    def row(table, key, values, ts):
+        return encode_mutation(MutationBuilder(table, {"id": key}).insert({}, values, timestamp=BASE + ts).mutation())
+
+    bodies = [history._create_table(base, BASE), row(base, 1, {"name": "ann"}, 1),
+              history._add_column(wider, "age", BASE + 2), row(wider, 2, {"name": "bob", "age": 33}, 3),
+              history._drop_column(wider, "name", "text", BASE + 4), row(narrower, 3, {"age": 7}, 5)]
+    segment = history._segment(tmp_path, BASE // 1000, bodies)
+    dest = side.make(base, policy)
+    for table, batch in CommitLogReader(schema_from_log=True).arrow_batches([segment]):
+        assert not dest.write(table, batch, []).rejected
+    rows = side.rows(dest, narrower)
+    assert {k: r["age"] for k, r in rows.items()} == {1: None, 2: 33, 3: 7}
+    if policy == "keep":
+        assert {k: r["name"] for k, r in rows.items()} == {1: "ann", 2: "bob", 3: None}
+    else:
+        assert all("name" not in r for r in rows.values()) and "name" not in side.types(dest, base)
+    dest.close()
+
+
+def test_added_collection_and_static_columns(side):
+    """A non-frozen set (merged element by element: PostgreSQL adds its element-state column,
+    ClickHouse its element columns) and a first static column (PostgreSQL: a new static table)."""
+    v1 = base_table(v="int")
+    dest = side.make(v1)
+    write(dest, v1, 1, {"v": 1}, 10)
+    v2 = replace(v1, columns=v1.columns + (col("tags", "set<text>"), col("s", "int", ColumnKind.STATIC)))
+
+    def apply(builder):
+        [(decoded_as, batch)] = list(arrow_batches([DecodedMutation(CommitLogPosition(1, next(_positions)),
+                                                                    builder.mutation())]))
+        assert not dest.write(decoded_as, batch, []).rejected
+
+    apply(MutationBuilder(v2, {"id": 1}).append_to({"at": AT}, "tags", {"x", "y"}, BASE + 20))
+    apply(MutationBuilder(v2, {"id": 1}).append_to({"at": AT}, "tags", {"z"}, BASE + 30))
+    apply(MutationBuilder(v2, {"id": 2}).insert({"at": AT}, {"v": 2}, timestamp=BASE + 20))
+    apply(MutationBuilder(v2, {"id": 2}).static({"s": 5}, timestamp=BASE + 40))
+    rows = side.rows(dest, v2)
+    assert {k: (r["v"], sorted(r["tags"] or [])) for k, r in rows.items()} == {1: (1, ["x", "y", "z"]), 2: (2, [])}
+    assert side.static(dest, v2) == {2: 5}
     dest.close()
