@@ -27,7 +27,12 @@ class SourceDirectoryError(RayCdcError):
 
 
 class UnreachableDestinationError(RayCdcError):
-    """A destination did not answer; names the setting and the host:port (or directory) tried."""
+    """A destination did not answer; names the setting and the host:port (or directory) tried.
+    `retryable`: the server may come back (down, refused); not: it answered no (login, database)."""
+
+    def __init__(self, message: str, *, retryable: bool = True):
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class OffsetResetError(RayCdcError):

@@ -74,6 +74,11 @@ def _run(args) -> int:
     config = load(args.config)
     if not os.environ.get("RAY_ADDRESS"):  # on a cluster the directories are on the Cassandra hosts
         check_sources(config)
+    from ray_cdc.cli.stores import preflight
+
+    for down in preflight(config):
+        print(f"ray-cdc: warning: {down} (the pipeline retries it; the other destinations go on)",
+              file=sys.stderr)
     logging.getLogger("ray_cdc").setLevel(logging.INFO)
     logging.getLogger(__name__).info("configuration: %s", json.dumps(config.redacted_dict()))
     # a signal before Ray starts is a stop request too; ray.init replaces the SIGTERM handler with

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ray_cdc.cli.common import UnreachableDestinationError
-from ray_cdc.errors import DestinationError
+from ray_cdc.errors import DestinationError, TransientDestinationError
 from ray_cdc.offsets import Offset
 from ray_cdc.secrets import redact
 
@@ -68,7 +68,8 @@ class Store:
             message = (f"destination {self.name!r} ({self.kind}, {self.endpoint}, setting {self.setting}): "
                        f"cannot {doing}: {redact(str(exc))}; check that the server is up and reachable "
                        f"from here and that {self.setting} is right")
-            raise UnreachableDestinationError(message) from None
+            raise UnreachableDestinationError(
+                message, retryable=isinstance(exc, TransientDestinationError)) from None
 
 
 def selected(config, only: str | None) -> dict:
@@ -117,3 +118,22 @@ def _open(name: str, settings, servers) -> Store:
     with store.translated("connect"):
         destination.open()
     return store
+
+
+def preflight(config) -> list[UnreachableDestinationError]:
+    """Connect once to every destination on a server before `run` starts Ray (embedded ones have
+    nothing to reach). A server that answers no (login, unknown database) is raised at once: it will
+    not change by retrying. One that is down is returned, for a warning: the pipeline retries it,
+    and the other destinations go on meanwhile."""
+    down = []
+    for name, settings in config.destinations.items():
+        if settings.embedded_dir is not None:
+            continue
+        try:
+            with opened(config, name):
+                pass
+        except UnreachableDestinationError as exc:
+            if not exc.retryable:
+                raise
+            down.append(exc)
+    return down

@@ -8,8 +8,11 @@ import json
 import uuid
 
 import pytest
+import ray
 
 from ray_cdc.cli import EXIT_ERROR, EXIT_NEEDS_CONFIRMATION, EXIT_NOT_RUNNING, EXIT_OK, main
+from ray_cdc.cli.common import load
+from ray_cdc.cli.stores import preflight
 from ray_cdc.commitlog.workload import demo_tables, generate
 from ray_cdc.destinations.clickhouse import ClickHouseDestination
 from ray_cdc.destinations.postgres import PostgresDestination
@@ -205,3 +208,36 @@ def test_validate_check_connections_passes_when_everything_answers(setup, capsys
     assert main(["validate", str(config), "--check-connections"]) == EXIT_OK
     out = capsys.readouterr().out
     assert f"ok: destination {pg_name}: 127.0.0.1:" in out and "ok: destination ch: embedded chdb" in out
+
+
+def test_run_stops_before_ray_on_a_dsn_the_server_refuses(tmp_path, node_dir, postgres_server, capsys):
+    root, _ = node_dir
+    wrong_db = postgres_server.dsn.rsplit("/", 1)[0] + "/no_such_database"
+    config = tmp_path / "config.yaml"
+    config.write_text(f"""
+sources: [{{name: a, commitlog_dir: {root}}}]
+schema: {{cql_file: {root / 'schema.cql'}}}
+destinations:
+  warehouse: {{type: postgres, dsn: "{wrong_db}"}}
+""")
+    assert main(["run", str(config), "--once"]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "destinations.warehouse.dsn" in err and "no_such_database" in err
+    assert f"127.0.0.1:{postgres_server.port}" in err and postgres_server.password not in err
+    assert not ray.is_initialized()  # stopped before Ray
+
+
+def test_a_server_that_is_down_is_a_warning_for_run(tmp_path, node_dir):
+    root, _ = node_dir
+    port = free_port()
+    config = tmp_path / "config.yaml"
+    config.write_text(f"""
+sources: [{{name: a, commitlog_dir: {root}}}]
+schema: {{from_log: true}}
+destinations:
+  down: {{type: postgres, dsn: "postgresql://app:Very-Secret-9@127.0.0.1:{port}/cdc"}}
+  local: {{type: clickhouse, dsn: "chdb://{tmp_path / 'ch'}"}}
+""")
+    [down] = preflight(load(config))
+    assert down.retryable and "destinations.down.dsn" in str(down) and f"127.0.0.1:{port}" in str(down)
+    assert "Very-Secret-9" not in str(down)
