@@ -74,16 +74,12 @@ def _run(args) -> int:
     config = load(args.config)
     if not os.environ.get("RAY_ADDRESS"):  # on a cluster the directories are on the Cassandra hosts
         check_sources(config)
-    from ray_cdc.cli.stores import preflight
-
-    for down in preflight(config):
-        print(f"ray-cdc: warning: {down} (the pipeline retries it; the other destinations go on)",
-              file=sys.stderr)
     logging.getLogger("ray_cdc").setLevel(logging.INFO)
     logging.getLogger(__name__).info("configuration: %s", json.dumps(config.redacted_dict()))
     # a signal before Ray starts is a stop request too; ray.init replaces the SIGTERM handler with
     # one that exits at once (nothing is in flight yet), so ours is put back right after it
     stop = stop_on_signals()
+    _warn_unreachable(config)
     init_ray(config.pipeline)
     stop = _keep_handlers(stop)
     if args.once:
@@ -95,6 +91,14 @@ def _run(args) -> int:
     stopped = " (stopped on request: every change set in flight committed)" if stop.is_set() else ""
     print(f"replicated {rows} row changes in {len(passes)} pass(es){stopped}")
     return EXIT_OK
+
+
+def _warn_unreachable(config) -> None:
+    from ray_cdc.cli.stores import preflight
+
+    for down in preflight(config):
+        print(f"ray-cdc: warning: {down} (the pipeline retries it; the other destinations go on)",
+              file=sys.stderr)
 
 
 def local_segments(config) -> list:
