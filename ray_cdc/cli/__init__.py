@@ -69,14 +69,21 @@ class _Commands:
         kwargs.setdefault("epilog", EXIT_CODES_HELP)
         kwargs.setdefault("description", kwargs.get("help"))
         parser = self._action.add_parser(name, **kwargs)
-        parser.add_subparsers = _nested(parser.add_subparsers)
+        parser.add_subparsers = _nested(parser, parser.add_subparsers)
         return parser
 
 
-def _nested(add_subparsers):
+def _nested(parser: argparse.ArgumentParser, add_subparsers):
+    """A command group (`offsets`, `segments`): given without a subcommand, it shows its own help."""
     def wrapped(**kwargs):
+        parser.set_defaults(handler=lambda _args: _usage(parser))
         return _Commands(add_subparsers(**kwargs))
     return wrapped
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from ray_cdc.cli import EXIT_ERROR, EXIT_OK, main
+from ray_cdc.cli import EXIT_ERROR, EXIT_OK, EXIT_USAGE, main
 from ray_cdc.cli.status import NotRunning, StatusError, fetch_status, render, status_url
 from ray_cdc.cli.stores import endpoint
 from ray_cdc.config.models import ObservabilityConfig
@@ -107,3 +107,9 @@ def test_a_missing_commitlog_dir_names_the_key_and_the_path_before_ray_starts(tm
     err = capsys.readouterr().err
     assert "SourceDirectoryError" in err and "sources[1].commitlog_dir" in err and str(missing) in err
     assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()  # failed before starting Ray
+
+
+@pytest.mark.parametrize("group", ["offsets", "segments"])
+def test_a_command_group_without_subcommand_shows_its_own_help(group, capsys):
+    assert main([group]) == EXIT_USAGE
+    assert f"usage: ray-cdc {group} " in capsys.readouterr().err
