@@ -64,7 +64,9 @@ class Observations:
         self._rows[key] = self._rows.get(key, 0) + rows
         self._commits[destination] = self._commits.get(destination, 0) + 1
         self._latency.setdefault(destination, Histogram()).observe(seconds)
-        self._recent.setdefault(destination, deque()).append((self._clock(), rows))
+        now = self._clock()
+        self._recent.setdefault(destination, deque()).append((now, rows))
+        self._forget_before(destination, now)  # bounded even when nobody asks for the rate
 
     def committed(self, destination: str, offsets: Iterable[Offset], *, at_start: bool = False) -> None:
         """Offsets the destination just committed, or (`at_start`) found when its writer started: those
@@ -86,10 +88,14 @@ class Observations:
                         {d: self._rate(d, now) for d in self._recent}, dict(self._completed),
                         {d: dict(book) for d, book in self._committed.items()})
 
-    def _rate(self, destination: str, now: float) -> float:
+    def _forget_before(self, destination: str, now: float) -> None:
         recent = self._recent[destination]
         while recent and recent[0][0] < now - RATE_WINDOW:
             recent.popleft()
+
+    def _rate(self, destination: str, now: float) -> float:
+        self._forget_before(destination, now)
+        recent = self._recent[destination]
         span = max(1.0, min(RATE_WINDOW, now - self._started))  # a young pipeline: since its start
         return sum(rows for _, rows in recent) / span
 

@@ -52,3 +52,10 @@ def document() -> dict:
                 "description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}}),
         },
     }
+
+
+def response_schema(path: str, status: int) -> dict:
+    """The JSON schema the document gives `path`'s `status` response, standalone (its `$ref`s resolve
+    against the bundled components): what a client validates a response with."""
+    content = document()["paths"][path]["get"]["responses"][str(status)]["content"]
+    return {**next(iter(content.values()))["schema"], "components": document()["components"]}

@@ -3,6 +3,7 @@ as the replication loop runs."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,9 +36,11 @@ def health_api(config: Config, factories: Mapping[str, Any], dead_letters: Calla
                ) -> Iterator[Observability]:
     """Serve the API on `config.observability` while the block runs. `factories`: the run's
     destination factories (name, kind and resolved dsn: each destination's own readiness check)."""
-    observer = ObserverActor.options(**RESTARTABLE).remote()
+    observer_name = f"ray-cdc-observer:{uuid.uuid4().hex[:8]}"  # unique: runs may share a cluster
+    observer = ObserverActor.options(name=observer_name, **RESTARTABLE).remote()
     targets = [DestinationTarget(name, f.kind, f.dsn) for name, f in factories.items()]
-    view = PipelineView({s.name: s.commitlog_dir for s in config.sources}, targets, observer, dead_letters)
+    view = PipelineView({s.name: s.commitlog_dir for s in config.sources}, targets, observer, dead_letters,
+                        observer_name=observer_name)
     settings = config.observability
     token = settings.bearer_token.get_secret_value() if settings.bearer_token else None
     api = HealthApi(view, settings.host, settings.port, token or None)

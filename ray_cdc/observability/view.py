@@ -19,7 +19,14 @@ import ray
 
 from ray_cdc.errors import RayCdcError
 from ray_cdc.observability import metrics
-from ray_cdc.observability.models import DestinationStatus, Health, Phase, ReadyReport, StatusReport
+from ray_cdc.observability.models import (
+    ActorStatus,
+    DestinationStatus,
+    Health,
+    Phase,
+    ReadyReport,
+    StatusReport,
+)
 from ray_cdc.observability.observations import Snapshot
 from ray_cdc.observability.readiness import DestinationTarget, actors_ready, check_destination, judge_actors
 from ray_cdc.observability.segments import segment_files
@@ -36,12 +43,14 @@ EMPTY = Snapshot({}, {}, {}, {}, {}, {})
 
 class PipelineView:
     def __init__(self, directories: Mapping[str, Path], destinations: list[DestinationTarget], observer,
-                 dead_letters: Callable[[], object] | None = None, clock: Callable[[], float] = time.time):
+                 dead_letters: Callable[[], object] | None = None, clock: Callable[[], float] = time.time,
+                 observer_name: str | None = None):
         self._directories = dict(directories)
         self._destinations = destinations
-        self._observer = observer
+        self._observer, self._observer_name = observer, observer_name
         self._dead_letters = dead_letters
         self._store = None
+        self._store_lock = threading.Lock()  # requests are served on several threads: one store
         self._clock = clock
         self._started = clock()
         self._lock = threading.Lock()
@@ -72,13 +81,23 @@ class PipelineView:
     def ready(self) -> ReadyReport:
         phase, pass_id, _ = self._pass()
         names = [d.name for d in self._destinations]
-        actors, missing = judge_actors(pass_id, _pass_actors(pass_id), names)
+        table = _actor_table()
+        actors, missing = judge_actors(pass_id, _named(table, f"{pass_id}:") if pass_id else [], names)
+        if self._observer_name is not None:  # lives for the whole run: between passes too
+            actors, missing = self._with_observer(table, actors, missing)
         with ThreadPoolExecutor(max_workers=max(1, len(self._destinations))) as pool:
             checks = dict(zip(names, pool.map(check_destination, self._destinations)))
         ready = (phase in ("running", "between_passes") and actors_ready(actors, missing)
                  and all(c.reachable for c in checks.values()))
         return ReadyReport(ready=ready, phase=phase, pass_id=pass_id, actors=actors, missing_actors=missing,
                            destinations=checks)
+
+    def _with_observer(self, table: dict[str, str], actors: list[ActorStatus], missing: list[str]
+                       ) -> tuple[list[ActorStatus], list[str]]:
+        state = table.get(self._observer_name)
+        if state is None:
+            return actors, [*missing, "observer"]
+        return [ActorStatus(name=self._observer_name, role="observer", state=state, required=True), *actors], missing
 
     def status(self) -> StatusReport:
         phase, pass_id, passes = self._pass()
@@ -122,21 +141,23 @@ class PipelineView:
         if self._dead_letters is None:
             return None
         try:
-            if self._store is None:
-                self._store = self._dead_letters()
+            with self._store_lock:
+                if self._store is None:
+                    self._store = self._dead_letters()
             return self._store.count()
         except (RayCdcError, OSError) as exc:
             log.warning("cannot count the dead letters: %s", type(exc).__name__)
             return None
 
 
-def _pass_actors(pass_id: str | None) -> list[tuple[str, str]]:
-    """(name, state) of the actors named `<pass_id>:...`, from Ray's actor table. Ray's public state
-    API (`ray.util.state`) asks the dashboard, which `ray-cdc run` does not start; the GCS table it
-    reads is what `ray._private.state` serves directly."""
-    if pass_id is None:
-        return []
+def _actor_table() -> dict[str, str]:
+    """name -> state of the cluster's named actors, from Ray's actor table. Ray's public state API
+    (`ray.util.state`) asks the dashboard, which `ray-cdc run` does not start; the GCS table it reads
+    is what `ray._private.state` serves directly."""
     from ray._private import state
 
-    prefix = f"{pass_id}:"
-    return sorted((a["Name"], a["State"]) for a in state.actors().values() if a.get("Name", "").startswith(prefix))
+    return {a["Name"]: a["State"] for a in state.actors().values() if a.get("Name")}
+
+
+def _named(table: dict[str, str], prefix: str) -> list[tuple[str, str]]:
+    return sorted((name, state) for name, state in table.items() if name.startswith(prefix))

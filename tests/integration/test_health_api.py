@@ -30,7 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from ray_cdc.commitlog.cdc_index import index_path, read_cdc_index
 from ray_cdc.commitlog.workload import demo_tables, generate
 from ray_cdc.destinations.postgres import PostgresDestination
-from ray_cdc.observability.openapi import document
+from ray_cdc.observability.openapi import document, response_schema
 from tests.integration.test_local_pipeline import two_nodes  # noqa: F401  (module fixture)
 from tests.services.postgres import PostgresServer
 
@@ -79,11 +79,6 @@ class Run:
                 return status
             time.sleep(0.5)
         raise AssertionError(f"timed out waiting for {what}; last status: {json.dumps(status)[:2000]}")
-
-
-def response_schema(path: str, status: int) -> dict:
-    content = document()["paths"][path]["get"]["responses"][str(status)]["content"]
-    return {**next(iter(content.values()))["schema"], "components": document()["components"]}
 
 
 def _config(tmp: Path, nodes: Path, schema: str) -> Path:
@@ -172,7 +167,8 @@ def test_every_endpoint_follows_the_run_as_documented(run):
     roles = {(a["role"], a["name"].split(":")[2] if a["role"] == "writer" else None)
              for a in live[-1]["actors"] if a["state"] == "ALIVE"}
     assert {("coordinator", None), ("offsets", None), ("writer", "pg"), ("writer", "ch")} <= roles
-    assert all(a["name"].startswith(live[-1]["pass_id"] + ":") for a in live[-1]["actors"])
+    assert ("observer", None) in roles
+    assert all(a["name"].startswith(live[-1]["pass_id"] + ":") for a in live[-1]["actors"] if a["role"] != "observer")
 
     final = _first_pass_done(run)
     pg = PostgresDestination(run.postgres.dsn, name="pg", schema=run.schema)  # the destination's own truth
@@ -229,7 +225,10 @@ def test_segments_that_arrive_between_passes_show_as_lag(run, tmp_path):
 
 def test_ready_is_false_while_postgres_is_down_and_clickhouse_stays_reachable(run):
     _first_pass_done(run)
-    assert run.json("/ready")["ready"]
+    before = run.json("/ready")
+    assert before["ready"] and before["missing_actors"] == []
+    # between passes only the observer runs (the pass's actors are gone with it)
+    assert [(a["role"], a["state"]) for a in before["actors"]] == [("observer", "ALIVE")]
     run.postgres.stop()  # its DSN now points at a closed port
     try:
         report = run.json("/ready", expected=(503,))

@@ -13,7 +13,7 @@ from openapi_spec_validator import validate
 
 from ray_cdc.errors import RayCdcError
 from ray_cdc.observability.errors import HealthApiError
-from ray_cdc.observability.openapi import document
+from ray_cdc.observability.openapi import document, response_schema
 from ray_cdc.observability.readiness import (
     DestinationTarget,
     actors_ready,
@@ -25,13 +25,6 @@ from ray_cdc.observability.server import HealthApi, authorized
 from ray_cdc.observability.view import PipelineView
 
 TOKEN = "s3cr3t-token-Zq9"
-
-
-def response_schema(path: str, status: int) -> dict:
-    """The JSON schema the document gives `path`'s `status` response, resolvable on its own."""
-    content = document()["paths"][path]["get"]["responses"][str(status)]["content"]
-    schema = next(iter(content.values()))["schema"]
-    return {**schema, "components": document()["components"]}
 
 
 def test_the_document_is_valid_openapi_and_describes_every_endpoint():
