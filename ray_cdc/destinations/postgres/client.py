@@ -264,6 +264,7 @@ class PostgresDestination:
                 if self.before_commit is not None:
                     self.before_commit(cur)
         except psycopg.Error as exc:
+            self._staged.pop(table.id, None)  # TEMP tables created in the rolled-back transaction are gone
             raise self._fail(exc, f"write {prepared.rows} rows of {table.qualified_name}") from None
         if evolved:
             self._pending.pop(table.id, None)
