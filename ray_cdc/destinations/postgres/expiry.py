@@ -81,11 +81,15 @@ class ExpiryThread:
     the next interval (the views hide expired rows meanwhile, so nothing user-visible depends on it)."""
 
     def __init__(self, job: Callable[[], dict[str, int]], interval: float, name: str):
-        self._job, self._interval, self._name = job, interval, name
+        self._job, self.interval, self.name = job, interval, name
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"ray-cdc-expiry-{name}", daemon=True)
         self.passes = 0
         self.deleted = 0
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
 
     def start(self) -> ExpiryThread:
         self._thread.start()
@@ -97,7 +101,7 @@ class ExpiryThread:
             self._thread.join(timeout)
 
     def _loop(self) -> None:
-        while not self._stop.wait(self._interval):
+        while not self._stop.wait(self.interval):
             try:
                 deleted = self._job()
             except TransientDestinationError as e:
@@ -106,7 +110,7 @@ class ExpiryThread:
             self.passes += 1
             self.deleted += sum(deleted.values())
             if deleted:
-                log.info("%s: deleted expired rows %s", self._name, deleted)
+                log.info("%s: deleted expired rows %s", self.name, deleted)
 
 
 @contextmanager
