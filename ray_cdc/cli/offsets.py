@@ -18,7 +18,8 @@ SEGMENT_ID resumes after OFFSET; the node's later segments are read again from t
 earlier ones count as fully applied. Forward skips changes; backward re-applies them, which is safe:
 every destination keeps, per column, the value with the highest writetime (Cassandra's last writer
 wins), so a change applied twice leaves the same rows. Stop the pipeline first: a running writer
-keeps its own view of the offsets. Without --yes nothing changes: the plan is printed and the exit
+keeps its own view of the offsets, so with --yes the command refuses (exit 1) while a pipeline
+answers at observability.host:port. Without --yes nothing changes: the plan is printed and the exit
 code is 4."""
 
 
@@ -85,8 +86,20 @@ def _reset(args) -> int:
         if not args.yes:
             print("nothing changed: run again with --yes to apply", file=sys.stderr)
             return EXIT_NEEDS_CONFIRMATION
+        _refuse_while_running(config)
         for store, plan in plans:
             if not plan.empty:
                 store.rewrite_offsets(plan.set, plan.drop)
                 print(f"{store.name}: offsets of node {args.node} moved to {target}")
     return EXIT_OK
+
+
+def _refuse_while_running(config) -> None:
+    """Its writers hold the offsets in memory and only move them forward: a reset under a running
+    pipeline would be overwritten or, worse, half-kept."""
+    from ray_cdc.cli.status import running_at
+
+    url = running_at(config.observability)
+    if url is not None:
+        raise OffsetResetError(f"a pipeline answers at {url}: stop it (SIGTERM) before resetting offsets, "
+                               "then start it again")

@@ -70,6 +70,19 @@ def fetch_status(url: str, token: str | None, timeout: float) -> object:
                           "the ray-cdc health API?") from None
 
 
+def running_at(observability, timeout: float = 3.0) -> str | None:
+    """The status URL when a pipeline answers there (even with an error or a refused token), else None."""
+    url = status_url(observability)
+    token = observability.bearer_token.get_secret_value() if observability.bearer_token else None
+    try:
+        fetch_status(url, token, timeout)
+    except NotRunning:
+        return None
+    except StatusError:
+        pass  # something answered: a pipeline is there
+    return url
+
+
 def render(value: object, indent: int = 0) -> list[str]:
     """Any JSON value as indented `key: value` lines (lists of objects as `- ` items)."""
     pad = "  " * indent

@@ -16,6 +16,8 @@ from ray_cdc.cli.stores import preflight
 from ray_cdc.commitlog.workload import demo_tables, generate
 from ray_cdc.destinations.clickhouse import ClickHouseDestination
 from ray_cdc.destinations.postgres import PostgresDestination
+from ray_cdc.observability.server import HealthApi
+from ray_cdc.observability.view import PipelineView
 from ray_cdc.offsets import Offset
 from tests.services.postgres import free_port
 
@@ -241,3 +243,18 @@ destinations:
     [down] = preflight(load(config))
     assert down.retryable and "destinations.down.dsn" in str(down) and f"127.0.0.1:{port}" in str(down)
     assert "Very-Secret-9" not in str(down)
+
+
+def test_offsets_reset_refuses_while_a_pipeline_answers(setup, capsys):
+    config, _, pg, (s1, *_) = setup
+    pg.commit_offsets([Offset("a", s1, 900, True)])
+    port = load(config).observability.port
+    api = HealthApi(PipelineView({}, [], observer=None), "127.0.0.1", port, "some-token")
+    api.start()
+    try:
+        code = main(["offsets", "reset", str(config), "--node", "a", "--to", f"{s1}:10", "--yes"])
+    finally:
+        api.stop()
+    assert code == EXIT_ERROR
+    assert f"a pipeline answers at http://127.0.0.1:{port}/status: stop it" in capsys.readouterr().err
+    assert pg.committed_offsets()[f"a/{s1}"] == Offset("a", s1, 900, True)
