@@ -22,9 +22,11 @@ from ray_cdc.snapshot.reader import RangeTask
 @ray.remote(max_concurrency=2)
 class SnapshotReaderActor:
     def __init__(self, reader_id: str, reader_factory: Callable, writers: dict, *, max_in_flight: int = 4,
-                 batch_rows: int = 65536):
+                 batch_rows: int = 65536, transformer: Callable | None = None):
         self._id = reader_id
         self._reader = reader_factory()  # connects here: a session never travels
+        # masking (a TransformerFactory): each destination gets only what it may see, DLQ included
+        self._transformer = transformer() if transformer is not None else None
         self._writers = writers
         self._max_in_flight = max(1, max_in_flight)
         self._batch_rows = batch_rows
@@ -39,6 +41,8 @@ class SnapshotReaderActor:
 
         def submit(name, item):
             ref, start = item
+            if self._transformer is not None:
+                ref = self._transformer.for_destination(ref, name)
             return self._writers[name].apply.remote(node, ref, start)
 
         lanes = Lanes(names, self._max_in_flight, submit, ray.get)
@@ -49,7 +53,8 @@ class SnapshotReaderActor:
         for change_set in self._reader.read(task, batch_rows=self._batch_rows):
             if not lanes.attached():
                 break  # every destination of this range is down: the driver queues it again
-            lanes.send((ray.put(change_set), start))
+            common = self._transformer.common(change_set) if self._transformer is not None else None
+            lanes.send((ray.put(change_set) if common is None else common, start))
             start = change_set.end
             sets += 1
             change_rows += change_set.rows
