@@ -32,7 +32,9 @@ import ray
 from ray_cdc.actors.offsets import OffsetActor
 from ray_cdc.actors.options import RESTARTABLE
 from ray_cdc.actors.snapshot import SnapshotReaderActor
+from ray_cdc.actors.transformer import TransformerFactory
 from ray_cdc.actors.writer import WriterActor
+from ray_cdc.config.masking import MaskingConfig
 from ray_cdc.config.models import CassandraSchemaConfig, Config
 from ray_cdc.config.snapshot import SnapshotConfig
 from ray_cdc.pipeline.writing import RetryPolicy
@@ -48,6 +50,7 @@ from ray_cdc.snapshot.ranges import (
     ring_from_metadata,
 )
 from ray_cdc.snapshot.reader import CassandraSource, RangeReaderFactory, RangeTask
+from ray_cdc.transforms import TransformSettings
 
 log = logging.getLogger(__name__)
 
@@ -111,14 +114,16 @@ def snapshot_on_ray(source: CassandraSource, tables: Sequence[TableSchema], sett
                     offsets=None, policy: RetryPolicy | None = None, dead_letters: Callable | None = None,
                     run_id: str | None = None,
                     stop: threading.Event | None = None, on_range: Callable[[dict, dict], None] | None = None,
-                    meter_stream=None, max_reader_restarts: int = 8) -> SnapshotSummary:
+                    meter_stream=None, max_reader_restarts: int = 8,
+                    masking: MaskingConfig | None = None) -> SnapshotSummary:
     """Snapshot `tables` into every destination (see the module doc).
 
     Either `destination_factories` (writers and an offset actor are created here, and removed at the
     end) or the running pipeline's `writers` and `offsets` actors (shared: chDB lets one process open
     a directory); `dead_letters`: the DLQ store factory of the own writers (rows a destination refuses).
     `stop`: once set, no new range starts; ranges in flight finish and are committed.
-    `on_range(result, readers)`: called after each finished range (operators' hooks, fault tests)."""
+    `on_range(result, readers)`: called after each finished range (operators' hooks, fault tests).
+    `masking`: the run's masking; the readers mask each set per destination before it is sent."""
     settings = settings or SnapshotConfig()
     source = _with_settings(source, settings)
     run_id = run_id or uuid.uuid4().hex[:8]
@@ -130,22 +135,25 @@ def snapshot_on_ray(source: CassandraSource, tables: Sequence[TableSchema], sett
         writers = {name: WriterActor.options(name=f"{run_id}:snapshot-writer:{name}", **RESTARTABLE).remote(
             name, factory, offsets, dead_letters, policy or RetryPolicy(), None)
             for name, factory in destination_factories.items()}
-        ray.get([w.__ray_ready__.remote() for w in writers.values()])  # committed offsets reported
     elif offsets is None:
         raise SnapshotError("snapshot_on_ray with shared writers needs their offsets actor")
     names = sorted(writers)
     summary = SnapshotSummary()
     started = time.monotonic()
-    readers: dict[str, object] = {}
+    masker = TransformerFactory(TransformSettings.masking_only(masking)) if masking is not None else None
+    readers = ReaderPool(run_id, RangeReaderFactory(source, {t.qualified_name: t for t in tables}), dict(writers),
+                         settings, masker)
     try:
+        for _ in range(settings.parallelism):
+            readers.spawn()
+        if own:
+            ray.get([w.__ray_ready__.remote() for w in writers.values()])  # committed offsets reported
         committed = ray.get(offsets.snapshot.remote())
         tasks = deque(plan_tasks(tables, committed, names, source, settings, summary))
         label = ",".join(t.qualified_name for t in tables) if len(tables) <= 3 else f"{len(tables)} tables"
         meter = SnapshotMeter(label, len(tasks), sum(t.range.width for t in tasks),
                               interval=settings.progress_interval, stream=meter_stream)
-        factory = RangeReaderFactory(source, {t.qualified_name: t for t in tables})
-        _run(tasks, factory, writers, offsets, settings, summary, meter, run_id, readers, stop, on_range,
-             max_reader_restarts)
+        _run(tasks, readers, offsets, summary, meter, stop, on_range, max_reader_restarts)
         figures = meter.close()
         summary.rows_per_s = figures.rows_per_s
         summary.seconds = time.monotonic() - started
@@ -153,7 +161,7 @@ def snapshot_on_ray(source: CassandraSource, tables: Sequence[TableSchema], sett
             ray.get([w.close.remote() for w in writers.values()])
         return summary
     finally:
-        for actor in readers.values():
+        for actor in readers.actors.values():
             ray.kill(actor)
         if own:
             for actor in (*writers.values(), offsets):
@@ -166,17 +174,33 @@ def _with_settings(source: CassandraSource, settings: SnapshotConfig) -> Cassand
     return replace(source, consistency=settings.consistency, fetch_size=settings.fetch_size)
 
 
-def _run(tasks: deque, factory, writers, offsets, settings: SnapshotConfig, summary: SnapshotSummary,
-         meter: SnapshotMeter, run_id: str, readers: dict, stop, on_range, max_restarts: int) -> None:
-    def new_reader(i: int):
-        reader_id = f"{run_id}:snapshot-reader:{i}"
-        readers[reader_id] = SnapshotReaderActor.options(name=reader_id).remote(
-            reader_id, factory, dict(writers), max_in_flight=settings.max_in_flight_batches,
-            batch_rows=settings.batch_rows)
+@dataclass
+class ReaderPool:
+    """The reader actors of one snapshot by id. They are started before the writers are ready and the
+    ranges planned, so that their start-up (a worker process, imports, a Cassandra session) overlaps
+    those instead of following them."""
+
+    run_id: str
+    factory: RangeReaderFactory
+    writers: dict
+    settings: SnapshotConfig
+    transformer: TransformerFactory | None = None  # masking, applied in the readers per destination
+    actors: dict = field(default_factory=dict)
+    started: int = 0
+
+    def spawn(self) -> str:
+        reader_id = f"{self.run_id}:snapshot-reader:{self.started}"
+        self.started += 1
+        self.actors[reader_id] = SnapshotReaderActor.options(name=reader_id).remote(
+            reader_id, self.factory, self.writers, max_in_flight=self.settings.max_in_flight_batches,
+            batch_rows=self.settings.batch_rows, transformer=self.transformer)
         return reader_id
 
-    idle = [new_reader(i) for i in range(min(settings.parallelism, len(tasks)))]
-    count = len(idle)
+
+def _run(tasks: deque, pool: ReaderPool, offsets, summary: SnapshotSummary, meter: SnapshotMeter, stop, on_range,
+         max_restarts: int) -> None:
+    readers = pool.actors
+    idle = list(readers)
     busy: dict = {}  # ObjectRef -> (reader id, task)
     done_tokens = ranges_done = 0
     base_rows = 0
@@ -202,8 +226,7 @@ def _run(tasks: deque, factory, writers, offsets, settings: SnapshotConfig, summ
                             reader_id, task.table, task.range)
                 readers.pop(reader_id, None)
                 tasks.appendleft(_resume(task, ray.get(offsets.snapshot.remote())))
-                idle.append(new_reader(count))
-                count += 1
+                idle.append(pool.spawn())
                 continue
             idle.append(reader_id)
             summary.ranges.append(result)
@@ -281,7 +304,7 @@ def snapshot_before_cdc(config: Config, factories: Mapping[str, Callable], stop:
         log.info("snapshot: no configured table on the cluster at %s", ", ".join(cassandra.contact_points))
         return None
     summary = snapshot_on_ray(source, tables, settings, destination_factories=factories, policy=policy,
-                              dead_letters=dead_letters, run_id=run_id, stop=stop)
+                              dead_letters=dead_letters, run_id=run_id, stop=stop, masking=config.masking)
     complete = sum(1 for ranges in summary.planned.values() if ranges == 0)
     log.info("snapshot: %d rows of %d tables in %.1f s, %d ranges read (%d tables were complete already)%s",
              summary.rows, len(tables), summary.seconds, len(summary.ranges), complete,

@@ -12,17 +12,23 @@ scalar static/regular column. A row becomes change rows (`batch_schema` of
   nothing live to copy (a tombstone or expired cell the commitlog replays stays dead there too).
   Cassandra 2.1.0 repeats the previous row's WRITETIME/TTL where a column is null, so those are
   only read where the value is non-null.
-- A row with no live scalar cell (only its key, or only collections) gets its marker at `R`, the
-  time the page was requested (µs): the row was live then.
+- A row with no live scalar cell (only its key, or only collections) gets its marker at `S`, a
+  stand-in version `IN_FLIGHT_US` before `R`, the time the page was requested (µs): the row was live
+  then. Why below `R`: a write whose client timestamp is older than `R` may still be in flight and
+  miss the read (a row delete, an element removal); placed below such writes, the stand-in loses to
+  them when the commitlog stream delivers them, and every write the read did include is delivered
+  by that stream too, so the overlap still converges.
 - Non-frozen collections (and non-frozen UDTs): CQL has neither WRITETIME() nor TTL() for them, nor
-  list element ids. The rule: the value read *replaces* the whole column at `R` — `_cells.c` has
-  `replaced_at = R - 1` and every element at timestamp `R`, without TTL; a null value is a replacement
-  by nothing. Since the read reflects every write before `R`, this removes exactly what was gone by
+  list element ids. The rule: the value read *replaces* the whole column — `_cells.c` has
+  `replaced_at = S - 1` and every element at timestamp `S` (sets, maps, UDTs; `R` for lists, below),
+  without TTL; a null value is a replacement by nothing. Since the read reflects every write before `R`, this removes exactly what was gone by
   then (a list element the commitlog stream replays from before `R`, under its real cell id, is
   replaced instead of doubled); every write after `R` has a higher timestamp and wins. List elements
   get timeuuid ids in read order, just below `R` (CDC appends after `R` sort after them). Limits: an
   element TTL is not readable, so snapshot elements do not expire by themselves; a CDC removal of one
-  list element by its real id does not match the made-up id (overwrites and deletes do).
+  list element by its real id does not match the made-up id (overwrites and deletes do); and a list
+  keeps `R`, not `S`: an element the read included would otherwise be there twice (made-up id and
+  real id), so a list write still in flight at `R` that the read missed is replaced (lost) instead.
 - Static columns: once per partition in a page, as `update`s grouped like regular ones, with null
   clustering. A partition with only static cells (clustering null in the result) gives no row.
 - Counters (no WRITETIME() either): an `update` at `R`.
@@ -58,6 +64,9 @@ _BIGINT = parse_cql_type("bigint")
 #: 100 ns intervals between the UUID epoch (1582-10-15) and the Unix epoch
 _UUID_EPOCH = 0x01B21DD213814000
 _PRESENT = pa.list_(pa.string())
+#: how far below a page's request time its stand-in versions sit (see the module doc): longer than a
+#: write can be in flight between its client timestamp and its arrival at the replicas
+IN_FLIGHT_US = 2_000_000
 
 
 def _q(name: str) -> str:
@@ -144,8 +153,8 @@ class RowConverter:
             wt[column.name] = _ints(timed_raw[2 * i], ">i8", np.int64)
             ttl[column.name] = _ints(timed_raw[2 * i + 1], ">i4", np.int32)
         valid = {c.name: np.asarray(values[c.name].is_valid()) for c in (*self.query.timed, *self.counters)}
-        page_ctx = _Page(n, values, decoded, wt, ttl, valid, tokens, read_us, read_us // 1_000_000,
-                         range_start, read_id)
+        page_ctx = _Page(n, values, decoded, wt, ttl, valid, tokens, read_us, read_us - IN_FLIGHT_US,
+                         read_us // 1_000_000, range_start, read_id)
         blocks = []
         has_clustering = np.ones(n, dtype=bool)
         if self.n_ck:
@@ -172,7 +181,7 @@ class RowConverter:
     def _regular_rows(self, p: _Page, rows: np.ndarray) -> list[pa.RecordBatch]:
         names = [c.name for c in self.regular_timed]
         if not names:  # only key columns (and collections): the marker at R
-            return [self._block(p, rows, "insert", np.full(len(rows), p.read_us), np.zeros(len(rows), np.int32),
+            return [self._block(p, rows, "insert", np.full(len(rows), p.stand_in_us), np.zeros(len(rows), np.int32),
                                 [[] for _ in rows], keep={})]
         valid = np.stack([p.valid[c][rows] for c in names], axis=1) if len(rows) else np.zeros((0, len(names)), bool)
         wts = np.stack([p.wt[c][rows] for c in names], axis=1) if len(rows) else np.zeros((0, len(names)), np.int64)
@@ -192,7 +201,7 @@ class RowConverter:
                                       _present_array(valid[sel], names), keep={c: True for c in names}))
         empty = np.flatnonzero(~any_valid)
         if len(empty):
-            blocks.append(self._block(p, rows[empty], "insert", np.full(len(empty), p.read_us),
+            blocks.append(self._block(p, rows[empty], "insert", np.full(len(empty), p.stand_in_us),
                                       np.zeros(len(empty), np.int32), [[] for _ in empty], keep={}))
         mixed = np.flatnonzero(any_valid & ~uniform)
         if len(mixed):
@@ -254,9 +263,9 @@ class RowConverter:
         cells = {}
         for column in columns:
             decoded = p.decoded[column.name]
-            cells[column.name] = pa.array([_replacement(column, decoded[r], p.read_us) for r in rows],
+            cells[column.name] = pa.array([_replacement(column, decoded[r], p.read_us, p.stand_in_us) for r in rows],
                                           cells_type(column))
-        return self._block(p, rows, "update", np.full(len(rows), p.read_us), np.zeros(len(rows), np.int32),
+        return self._block(p, rows, "update", np.full(len(rows), p.stand_in_us), np.zeros(len(rows), np.int32),
                            [names for _ in rows], keep={n: True for n in names}, cells=cells,
                            null_clustering=null_clustering)
 
@@ -310,6 +319,7 @@ class _Page:
     valid: dict
     tokens: np.ndarray
     read_us: int
+    stand_in_us: int
     now_s: int
     range_start: int
     read_id: int
@@ -346,9 +356,11 @@ def _partition_starts(tokens: np.ndarray, pk_raw: list[list]) -> np.ndarray:
     return np.asarray(out, np.int64)
 
 
-def _replacement(column: ColumnSchema, value, read_us: int) -> dict:
-    """`_cells.<c>` of a collection value read at `read_us`: replace everything before, elements at it."""
+def _replacement(column: ColumnSchema, value, read_us: int, stand_in_us: int) -> dict:
+    """`_cells.<c>` of a collection value read at `read_us`: replace everything before, elements at it
+    (at `stand_in_us` but for lists, module doc)."""
     t = column.type
+    at = read_us if t.name == "list" else stand_in_us
     cells = []
     if value is not None:
         kind = t.name
@@ -363,6 +375,6 @@ def _replacement(column: ColumnSchema, value, read_us: int) -> dict:
         else:  # udt: one cell per non-null field
             arrow = t.to_arrow_value(value)
             items = [(name, {name: v}) for name, v in arrow.items() if v is not None]
-        cells = [{"key": k, "value": v, "timestamp": read_us, "ttl": 0, "expires_at": None, "deleted": False}
+        cells = [{"key": k, "value": v, "timestamp": at, "ttl": 0, "expires_at": None, "deleted": False}
                  for k, v in items]
-    return {"replaced_at": read_us - 1, "cells": cells}
+    return {"replaced_at": at - 1, "cells": cells}
