@@ -42,6 +42,23 @@ def assert_clickhouse_equals_oracle(destination, states, tables=None) -> None:
         assert not mismatched, (table.name, len(mismatched), mismatched[:3])
 
 
+def assert_postgres_and_clickhouse_equal_oracle(pg, ch_dsn: str, states, partitions: int) -> None:
+    """PostgreSQL (`pg`, open) and the chDB at `ch_dsn` (database `default`, destination `ch`) equal
+    the oracle, each with `partitions` offsets, all completed (every segment applied once)."""
+    from ray_cdc.destinations.clickhouse import ClickHouseDestination
+
+    assert_postgres_equals_oracle(pg, states)
+    ch = ClickHouseDestination(ch_dsn, name="ch", database="default")
+    ch.open()
+    try:
+        assert_clickhouse_equals_oracle(ch, states)
+        for destination in (pg, ch):
+            offsets = destination.committed_offsets()
+            assert len(offsets) == partitions and all(o.completed for o in offsets.values()), destination.name
+    finally:
+        ch.close()
+
+
 def progress(offsets: dict) -> tuple[int, int]:
     """(completed partitions, sum of positions): grows whenever a destination commits anything."""
     return sum(o.completed for o in offsets.values()), sum(o.position for o in offsets.values())
