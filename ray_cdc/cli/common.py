@@ -35,8 +35,12 @@ class UnreachableDestinationError(RayCdcError):
         self.retryable = retryable
 
 
+class UnknownNameError(RayCdcError):
+    """--node or --destination names something the configuration does not have; lists what it has."""
+
+
 class OffsetResetError(RayCdcError):
-    """`offsets reset` cannot do what it was asked (unknown node or destination, bad position)."""
+    """`offsets reset` cannot do what it was asked (a malformed position, a pipeline still running)."""
 
 
 def load(path: Path):

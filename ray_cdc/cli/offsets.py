@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from ray_cdc.cli.common import EXIT_NEEDS_CONFIRMATION, EXIT_OK, OffsetResetError, load
+from ray_cdc.cli.common import EXIT_NEEDS_CONFIRMATION, EXIT_OK, OffsetResetError, UnknownNameError, load
 from ray_cdc.cli.inventory import node_segments
 from ray_cdc.cli.reset_plan import describe, plan_reset
 from ray_cdc.cli.stores import opened
@@ -71,7 +71,7 @@ def _reset(args) -> int:
                                "them, e.g. 1699285478684:1776)") from None
     sources = {s.name: s for s in config.sources}
     if args.node not in sources:
-        raise OffsetResetError(f"--node {args.node!r} is not configured; nodes (sources[].name) are: "
+        raise UnknownNameError(f"--node {args.node!r} is not configured; nodes (sources[].name) are: "
                                f"{', '.join(sources)}")
     directory = Path(sources[args.node].commitlog_dir)
     ends = {s.segment_id: s.end for s in node_segments(args.node, directory)} if directory.is_dir() else {}

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from ray_cdc.cli.common import UnreachableDestinationError
+from ray_cdc.cli.common import UnknownNameError, UnreachableDestinationError
 from ray_cdc.errors import DestinationError, TransientDestinationError
 from ray_cdc.offsets import Offset
 from ray_cdc.secrets import redact
@@ -74,12 +74,10 @@ class Store:
 
 def selected(config, only: str | None) -> dict:
     """The configured destinations, or the one named by --destination (an unknown name is an error)."""
-    from ray_cdc.cli.common import OffsetResetError
-
     if only is None:
         return dict(config.destinations)
     if only not in config.destinations:
-        raise OffsetResetError(f"--destination {only!r} is not configured; destinations are: "
+        raise UnknownNameError(f"--destination {only!r} is not configured; destinations are: "
                                f"{', '.join(config.destinations)}")
     return {only: config.destinations[only]}
 
