@@ -144,9 +144,9 @@ def test_offsets_reset_forward_completes_earlier_segments_at_their_durable_end(s
 
 
 @pytest.mark.parametrize(("argv", "says"), [
-    (["--node", "z", "--to", "1:2"], "--node 'z' is not configured; nodes (sources[].name) are: a"),
-    (["--node", "a", "--to", "12-40"], "--to '12-40': expected SEGMENT_ID:OFFSET"),
-    (["--node", "a", "--to", "1:2", "--destination", "nope"], "--destination 'nope' is not configured"),
+    (["--node", "z", "--to", "1:2"], "UnknownNameError: --node 'z' is not configured; nodes (sources[].name) are: a"),
+    (["--node", "a", "--to", "12-40"], "OffsetResetError: --to '12-40': expected SEGMENT_ID:OFFSET"),
+    (["--node", "a", "--to", "1:2", "--destination", "nope"], "UnknownNameError: --destination 'nope' is not configured"),
 ])
 def test_offsets_reset_bad_input_says_what_to_give(setup, capsys, argv, says):
     config = setup[0]
