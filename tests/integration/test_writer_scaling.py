@@ -5,10 +5,15 @@ A backlog that would take far longer than the target to drain raises the writer 
 
 from __future__ import annotations
 
+import threading
 import uuid
+
+import psycopg
 
 from ray_cdc.commitlog.reader import CommitLogReader
 from ray_cdc.destinations.postgres import PostgresDestination
+from ray_cdc.destinations.postgres.errors import classify
+from ray_cdc.errors import TransientDestinationError
 from ray_cdc.pipeline.distributed import NodeSource, replicate_available_on_ray
 from ray_cdc.pipeline.run import DestinationFactory
 from ray_cdc.pipeline.scaling import ScalingSettings, WriterBounds
@@ -65,3 +70,33 @@ def _assert_equals_oracle(dsn: str, name: str, states, n_segments: int) -> None:
     assert_postgres_equals_oracle(check, states)
     offsets = check.committed_offsets()
     assert len(offsets) == 2 * n_segments and all(o.completed for o in offsets.values())
+
+
+def test_a_deadlock_between_two_writers_sessions_is_transient_so_the_writer_retries(postgres_server):
+    """Two sessions updating the same two keys in opposite orders: PostgreSQL aborts one with a
+    deadlock (40P01), which the destination's one classification must call transient (retried)."""
+    table = "deadlock_" + uuid.uuid4().hex[:8]
+    with psycopg.connect(postgres_server.dsn, autocommit=True) as setup:
+        setup.execute(f"CREATE TABLE {table} (k int PRIMARY KEY, v int)")
+        setup.execute(f"INSERT INTO {table} VALUES (1, 0), (2, 0)")
+    both_hold_one = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def session(first: int, second: int):
+        with psycopg.connect(postgres_server.dsn) as conn:
+            try:
+                conn.execute(f"UPDATE {table} SET v = v + 1 WHERE k = %s", (first,))
+                both_hold_one.wait(timeout=30)
+                conn.execute(f"UPDATE {table} SET v = v + 1 WHERE k = %s", (second,))
+                conn.commit()
+            except psycopg.Error as e:
+                errors.append(e)
+
+    threads = [threading.Thread(target=session, args=order) for order in ((1, 2), (2, 1))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(errors) == 1 and errors[0].sqlstate == "40P01", errors
+    error = classify(errors[0], destination="pg", secrets=[], doing="write")
+    assert isinstance(error, TransientDestinationError) and "40P01" in str(error)
