@@ -480,7 +480,8 @@ def measure_pipeline(scenario: str, destinations: list[str], dsn: str, segments:
             "startup_s": result.get("startup_s"), "steady_rows_per_s": result.get("steady_rows_per_s"),
             "steady_s": result.get("steady_s"), "steady_per_destination": result.get("steady_per_destination"),
             "peak_rss_mib": peak, "peak_pss_mib": peak_pss, "processes_at_peak": sampler.peak_processes,
-            "memory_timeline": sampler.timeline, "set_seconds": result.get("set_seconds")}
+            "memory_timeline": sampler.timeline, "set_seconds": result.get("set_seconds"),
+            "writers": result.get("writers")}
 
 
 def child_run(config_path: str) -> None:
@@ -510,8 +511,12 @@ def child_run(config_path: str) -> None:
     for p in passes:
         for name, t in p.writers.items():
             set_seconds.setdefault(name, []).extend(t.get("apply_seconds", []))
+    writers = {}  # destination -> how many of its writers committed a set (writer scaling)
+    for p in passes:
+        for name, sets in getattr(p, "writer_sets", {}).items():
+            writers[name] = max(writers.get(name, 0), sum(1 for n in sets if n))
     print(json.dumps({"rows": rows, "seconds": elapsed, "start_s": start, **steady_state(passes, wall1),
-                      "set_seconds": set_seconds}))
+                      "set_seconds": set_seconds, "writers": writers}))
 
 
 def steady_state(passes, began: float) -> dict:
