@@ -35,10 +35,15 @@ def latency_percentiles(set_seconds: dict[str, list[float]] | None) -> dict[str,
             for d, s in sorted(pooled.items()) if s}
 
 
-def writer_count(set_seconds: dict[str, list[float]] | None) -> dict[str, int]:
-    """Per destination: how many of its writers committed at least one set."""
+def writer_count(run: dict) -> dict[str, int]:
+    """Per destination: how many of its writers committed at least one set — as the pipeline reports
+    it (`writers`, writer scaling), else one per writer name with apply times."""
     counts: dict[str, int] = {}
-    for writer, seconds in (set_seconds or {}).items():
+    if run.get("writers"):
+        for writer, n in run["writers"].items():
+            counts[destination_of(writer)] = counts.get(destination_of(writer), 0) + n
+        return counts
+    for writer, seconds in (run.get("set_seconds") or {}).items():
         if seconds:
             counts[destination_of(writer)] = counts.get(destination_of(writer), 0) + 1
     return counts
@@ -66,7 +71,7 @@ def summarize_pipeline_run(run: dict) -> dict:
             "steady_rows_per_s": steady_or_none(run.get("steady_rows_per_s"), latency),
             "startup_s": run.get("startup_s"), "peak_rss_mib": run["peak_rss_mib"],
             "peak_pss_mib": run["peak_pss_mib"], "latency": latency,
-            "writers": writer_count(run.get("set_seconds")), "memory_timeline": run.get("memory_timeline") or []}
+            "writers": writer_count(run), "memory_timeline": run.get("memory_timeline") or []}
 
 
 def steady_or_none(steady: float | None, latency: dict[str, dict]) -> float | None:

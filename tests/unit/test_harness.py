@@ -70,7 +70,10 @@ def test_latency_percentiles_pool_the_writers_of_each_destination():
     assert latency["postgres"]["p50_ms"] == pytest.approx(50.5)
     assert latency["postgres"]["p99_ms"] == pytest.approx(float(np.percentile(range(1, 101), 99)))
     assert latency["clickhouse"] == {"p50_ms": pytest.approx(500), "p99_ms": pytest.approx(500), "sets": 7}
-    assert report.writer_count(seconds) == {"postgres": 2, "clickhouse": 1}
+    assert report.writer_count({"set_seconds": seconds}) == {"postgres": 2, "clickhouse": 1}
+    # the pipeline's own count (writers of a destination merged into one timing) comes first
+    assert report.writer_count({"set_seconds": seconds, "writers": {"bpg_ab12": 3, "ch_ab12": 1}}) == {
+        "postgres": 3, "clickhouse": 1}
 
 
 def test_a_steady_state_over_too_few_sets_is_not_reported():
