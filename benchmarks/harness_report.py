@@ -15,6 +15,8 @@ MIN_STEADY_SETS = 5
 #: the end_to_end benchmark names its writers `<prefix><tag>` (config_text); prefix -> destination
 WRITER_PREFIXES = {"bpg_": "postgres", "bts_": "timescaledb", "ch_": "clickhouse"}
 
+SNAPSHOT_PATHS = ("pg", "chdb")  # snapshot_throughput.py's snapshots into PostgreSQL and chDB
+
 
 def destination_of(writer: str) -> str:
     """The destination a writer of the end_to_end benchmark's config belongs to (its name's prefix)."""
@@ -125,11 +127,15 @@ def summarize_backlog(raw: dict, scenario: str = "all") -> dict:
 def summarize_snapshot(raw: dict) -> dict:
     """snapshot_throughput.py --json: the snapshot into PostgreSQL and chDB beside the single-threaded
     driver + executemany script on the same rows, in the same run."""
-    base = raw["results"]["baseline"]
+    results = raw["results"]
+    base = results["baseline"]
     return {"rows": raw["rows"], "parallelism": raw["parallelism"],
             "ceiling": {"name": "one thread: driver SELECT * + psycopg executemany", "rows_per_s": base["rows_per_s"]},
             "paths": {name: {"rows_per_s": r["rows_per_s"], "vs_ceiling": r["vs_baseline"]}
-                      for name, r in raw["results"].items() if name != "baseline"}}
+                      for name, r in results.items() if name in SNAPSHOT_PATHS},
+            # the script's other phases (e.g. the raw fetch alone): where the time goes, not snapshots
+            "phases": {name: {"rows_per_s": r["rows_per_s"]} for name, r in results.items()
+                       if name not in SNAPSHOT_PATHS and name != "baseline"}}
 
 
 def scaling_point(readers: int, writers: int, run: dict, ceiling: dict) -> dict:

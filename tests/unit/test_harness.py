@@ -155,10 +155,12 @@ def test_decode_summary_is_relative_to_framing_in_the_same_run():
 def test_snapshot_summary_is_relative_to_the_plain_script():
     raw = {"rows": 1000, "parallelism": 2, "results": {
         "baseline": {"rows": 1000, "seconds": 1.0, "rows_per_s": 1000, "vs_baseline": 1.0},
-        "pg": {"rows": 1000, "seconds": 0.5, "rows_per_s": 2000, "vs_baseline": 2.0}}}
+        "pg": {"rows": 1000, "seconds": 0.5, "rows_per_s": 2000, "vs_baseline": 2.0},
+        "fetch_raw": {"rows": 1000, "seconds": 0.1, "rows_per_s": 10000, "vs_baseline": 10.0}}}
     summary = report.summarize_snapshot(raw)
     assert summary["ceiling"]["rows_per_s"] == 1000
     assert summary["paths"] == {"pg": {"rows_per_s": 2000, "vs_ceiling": 2.0}}
+    assert summary["phases"] == {"fetch_raw": {"rows_per_s": 10000}}  # a phase is not a snapshot
 
 
 def scaling_summary() -> dict:
