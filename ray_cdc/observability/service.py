@@ -3,6 +3,7 @@ as the replication loop runs."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -14,17 +15,20 @@ import ray
 from ray_cdc.actors.options import RESTARTABLE
 from ray_cdc.config.models import Config
 from ray_cdc.observability.actor import ObserverActor
+from ray_cdc.observability.errors import HealthApiError
 from ray_cdc.observability.observed import ObservedFactory
 from ray_cdc.observability.readiness import DestinationTarget
 from ray_cdc.observability.server import HealthApi
 from ray_cdc.observability.view import PipelineView
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Observability:
     view: PipelineView
     observer: Any  # ObserverActor handle
-    address: tuple[str, int]  # where the API listens (port 0 in the config: the one picked)
+    address: tuple[str, int] | None  # where the API listens (port 0: the one picked); None: not served
 
     def observed(self, factories: Mapping[str, Callable]) -> dict[str, ObservedFactory]:
         """The destination factories, their destinations reporting to the observer."""
@@ -45,8 +49,21 @@ def health_api(config: Config, factories: Mapping[str, Any], dead_letters: Calla
     token = settings.bearer_token.get_secret_value() if settings.bearer_token else None
     api = HealthApi(view, settings.host, settings.port, token or None)
     try:
-        address = api.start()
+        address = start(api, required="observability" in config.model_fields_set)
         yield Observability(view, observer, address)
     finally:
         api.stop()
         ray.kill(observer)
+
+
+def start(api: HealthApi, *, required: bool) -> tuple[str, int] | None:
+    """Start the API. An address the config names (`required`) that cannot be served is an error; the
+    default one (127.0.0.1:9750) may be taken by another run on the same host: replication then goes
+    on without the API, saying so, rather than not starting at all."""
+    try:
+        return api.start()
+    except HealthApiError as exc:
+        if required:
+            raise
+        log.error("%s; replicating without the health API (configure observability to serve it)", exc)
+        return None

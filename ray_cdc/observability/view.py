@@ -29,7 +29,7 @@ from ray_cdc.observability.models import (
 )
 from ray_cdc.observability.observations import Snapshot
 from ray_cdc.observability.readiness import DestinationTarget, actors_ready, check_destination, judge_actors
-from ray_cdc.observability.segments import segment_files
+from ray_cdc.observability.segments import SegmentFile, segment_files
 from ray_cdc.observability.snapshot_status import snapshot_status
 from ray_cdc.observability.status import NO_PROGRESS, destination_lag, node_statuses
 from ray_cdc.pipeline.coordination import Progress
@@ -100,24 +100,22 @@ class PipelineView:
         return [ActorStatus(name=self._observer_name, role="observer", state=state, required=True), *actors], missing
 
     def status(self) -> StatusReport:
+        return self._status(self._observations())
+
+    def metrics(self) -> bytes:
+        observed = self._observations()  # one snapshot for both: the counters agree with the status
+        return metrics.render(observed, self._status(observed))
+
+    def _status(self, observed: Snapshot) -> StatusReport:
         phase, pass_id, passes = self._pass()
-        observed = self._observations()
-        committed = observed.committed
         names = [d.name for d in self._destinations]
         files = segment_files(self._directories)
         now = self._clock()
         return StatusReport(
             generated_at=now, phase=phase, pass_id=pass_id, passes=passes,
-            nodes=node_statuses(files, committed, names, self._progress(pass_id), now, self._directories),
-            destinations={d: DestinationStatus(
-                rows_written=sum(n for (dest, _), n in observed.rows.items() if dest == d),
-                rows_per_second=observed.rows_per_second.get(d, 0.0), commits=observed.commits.get(d, 0),
-                lag_bytes=destination_lag(files, committed, d)) for d in names},
-            dlq_entries=self._dlq_entries(), snapshot=snapshot_status(committed, names))
-
-    def metrics(self) -> bytes:
-        status = self.status()  # refreshes the observations first
-        return metrics.render(self._observed, status)
+            nodes=node_statuses(files, observed.committed, names, self._progress(pass_id), now, self._directories),
+            destinations={d: _destination_status(d, files, observed) for d in names},
+            dlq_entries=self._dlq_entries(), snapshot=snapshot_status(observed.committed, names))
 
     # --- sources -------------------------------------------------------------------------------------
 
@@ -148,6 +146,13 @@ class PipelineView:
         except (RayCdcError, OSError) as exc:
             log.warning("cannot count the dead letters: %s", type(exc).__name__)
             return None
+
+
+def _destination_status(destination: str, files: list[SegmentFile], observed: Snapshot) -> DestinationStatus:
+    return DestinationStatus(
+        rows_written=sum(n for (d, _), n in observed.rows.items() if d == destination),
+        rows_per_second=observed.rows_per_second.get(destination, 0.0), commits=observed.commits.get(destination, 0),
+        lag_bytes=destination_lag(files, observed.committed, destination))
 
 
 def _actor_table() -> dict[str, str]:

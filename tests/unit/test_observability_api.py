@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import urllib.error
 import urllib.request
@@ -22,6 +23,7 @@ from ray_cdc.observability.readiness import (
     scrub,
 )
 from ray_cdc.observability.server import HealthApi, authorized
+from ray_cdc.observability.service import start
 from ray_cdc.observability.view import PipelineView
 
 TOKEN = "s3cr3t-token-Zq9"
@@ -95,6 +97,22 @@ def test_a_port_in_use_is_a_clear_error():
         with pytest.raises(HealthApiError, match=f"127.0.0.1:{port}.*observability") as error:
             HealthApi(PipelineView({}, [], observer=None), "127.0.0.1", port).start()
     assert isinstance(error.value, RayCdcError)
+
+
+def test_the_default_address_in_use_is_logged_and_replication_goes_on(caplog):
+    """Another run on the host may hold 127.0.0.1:9750: without an observability section the run
+    goes on without the API (an ERROR line says why); an address the config names must be served."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        api = HealthApi(PipelineView({}, [], observer=None), "127.0.0.1", port, TOKEN)
+        with caplog.at_level(logging.ERROR, logger="ray_cdc.observability"):
+            assert start(api, required=False) is None
+        assert f"127.0.0.1:{port}" in caplog.text and "without the health API" in caplog.text
+        assert TOKEN not in caplog.text
+        with pytest.raises(HealthApiError):
+            start(api, required=True)
 
 
 def _closed_port() -> int:
