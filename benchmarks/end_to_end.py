@@ -385,7 +385,9 @@ def config_text(destinations: list[str], segments: Path | list[Path], tag: str, 
     return (f"sources:\n{sources}"
             f"schema: {{cql_file: {nodes[0] / 'schema.cql'}}}\n"
             f"destinations:\n" + "\n".join(lines) + "\n"
-            f"pipeline: {{{pipeline}}}\n{extra}")
+            f"pipeline: {{{pipeline}}}\n"
+            # any free port: the default one may be taken by another run on this machine
+            f"observability: {{port: 0}}\n{extra}")
 
 
 class TreeSampler:
