@@ -25,8 +25,10 @@ class TransformerFactory:
             destination = factory()
             if callable(getattr(destination, "prepare", None)):
                 preparers[name] = destination
-        return Transformer(self.settings, mask=self.settings.mask(list(self.destination_factories)),
-                           preparers=preparers)
+        # the masking config's destination names are checked against the factories given (the
+        # snapshot's masking-only factory has none: `ray-cdc run` checked them before starting)
+        names = list(self.destination_factories) or None
+        return Transformer(self.settings, mask=self.settings.mask(names), preparers=preparers)
 
 
 # No CPU reserved: a pinned actor would otherwise hold a whole CPU for its lifetime (Ray's rule for

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
+from ray_cdc.actors.transformer import TransformerFactory
 from ray_cdc.commitlog.arrow_batches import arrow_batches
 from ray_cdc.commitlog.builder import MutationBuilder
 from ray_cdc.commitlog.position import CommitLogPosition
@@ -323,3 +324,14 @@ def test_config_file_errors_name_the_key_and_never_the_value(tmp_path, monkeypat
     assert SECRET not in str(error.value)
     with pytest.raises(ConfigError, match=r"masking\.pii_policy"):
         load_config(config_file(tmp_path, "{key_file: k, pii_policy: encrypt}"))
+
+
+def test_transformer_factory_builds_the_masker_where_it_runs():
+    masking = config(destinations={"pg": {"enabled": False}})
+    # the snapshot readers' factory: masking only, no destination factories (names checked by `run`)
+    transformer = TransformerFactory(TransformSettings.masking_only(masking))()
+    change_set = ChangeSet(7, CommitLogPosition(7, 103), [(VISITS, visits_batch())], completed=True)
+    out = transformer.for_destination(transformer.common(change_set), "ch")
+    assert "a@x.org" not in str(out.items[0].batch.to_pylist())
+    with pytest.raises(MaskingError, match="pg not among the destinations"):
+        TransformerFactory(TransformSettings(masking=masking), {"ch": lambda: None})()
