@@ -66,13 +66,16 @@ class Sizes:
     backlog_rows: int  # the 1x backlog; the big one is backlog_factor times larger
     backlog_factor: int = 10
     runs: int = 1
+    # pipeline.batch_rows: smaller than the default 65536 so that a modest workload still commits
+    # enough sets for latency percentiles and a steady state
+    batch_rows: int = 16384
 
 
-# modest: the whole run takes about 20 minutes on a loaded 2-core machine
-FULL = Sizes(decode_mb=32, e2e_rows=200_000, snapshot_rows=50_000, scaling_rows=150_000, max_workers=3,
-             backlog_rows=40_000)
+# modest: the whole run takes about 25 minutes on a heavily loaded 2-core machine
+FULL = Sizes(decode_mb=24, e2e_rows=150_000, snapshot_rows=30_000, scaling_rows=120_000, max_workers=3,
+             backlog_rows=30_000)
 QUICK = Sizes(decode_mb=8, e2e_rows=30_000, snapshot_rows=10_000, scaling_rows=30_000, max_workers=2,
-              backlog_rows=10_000, backlog_factor=3)
+              backlog_rows=10_000, backlog_factor=3, batch_rows=8192)
 
 
 def parse_scenarios(text: str) -> list[str]:
@@ -140,7 +143,8 @@ def run_decode(sizes: Sizes, raw: Path, work: Path) -> dict:
 def run_e2e(sizes: Sizes, raw: Path, work: Path) -> dict:
     out = raw / "e2e.json"
     run_script("end_to_end.py", ["--rows", str(sizes.e2e_rows), "--runs", str(sizes.runs), "--scenarios",
-                                 E2E_SCENARIOS, "--workdir", str(work / "segments"), "--json", str(out)])
+                                 E2E_SCENARIOS, "--batch-rows", str(sizes.batch_rows), "--workdir",
+                                 str(work / "segments"), "--json", str(out)])
     return report.summarize_e2e(json.loads(out.read_text()))
 
 
@@ -148,6 +152,7 @@ def run_backlog(sizes: Sizes, raw: Path, work: Path) -> dict:
     out = raw / "backlog.json"
     run_script("end_to_end.py", ["--rows", str(sizes.backlog_rows), "--runs", "1", "--scenarios", "all",
                                  "--backlog-factor", str(sizes.backlog_factor), "--backlog-scenarios", "all",
+                                 "--batch-rows", str(sizes.batch_rows),
                                  "--workdir", str(work / "segments"), "--json", str(out)])
     return report.summarize_backlog(json.loads(out.read_text()))
 
@@ -178,7 +183,7 @@ def run_scaling(sizes: Sizes, raw: Path, work: Path, destinations: tuple[str, ..
     try:
         for n in range(1, n_max + 1):
             nodes = split_over_nodes(segments, n, work / f"nodes-{n}")
-            run = e2e.measure_pipeline("scaling", list(destinations), server.dsn, nodes, work, None,
+            run = e2e.measure_pipeline("scaling", list(destinations), server.dsn, nodes, work, sizes.batch_rows,
                                        writers_section(n))
             if "error" in run:
                 raise ScenarioFailedError(redact(f"scaling, {n} node(s): {run['error']}"))
