@@ -3,7 +3,8 @@
 Exit codes: 0 success (for `run`, also after SIGTERM/SIGINT: the change sets in flight were committed
 with their offsets); 1 the input or a service was wrong (a typed ray_cdc error, printed on one
 line with what, where and what to do); 2 the command line itself was wrong; 3 `status` found no
-running pipeline (an offline summary was printed); 4 `offsets reset` without --yes (nothing changed).
+running pipeline (an offline summary was printed); 4 `offsets reset` or `dlq purge`
+without --yes (nothing changed). `dlq replay` exits 1 when an entry could not be written.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import sys
 
 from ray_cdc.cli import offsets, running, segments, status
+from ray_cdc.dlq import cli as dlq
 from ray_cdc.cli.common import (
     EXIT_CODES_HELP,
     EXIT_ERROR,
@@ -55,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_commands(commands)
     offsets.add_commands(commands)
     segments.add_commands(commands)
+    dlq.add_commands(commands)
     return parser
 
 

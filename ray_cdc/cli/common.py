@@ -19,7 +19,7 @@ exit codes:
   {EXIT_ERROR}  the input or a service was wrong: one line on stderr names what, where, and what to do
   {EXIT_USAGE}  the command line was wrong
   {EXIT_NOT_RUNNING}  status: no pipeline answered on observability.host:port (offline summary printed)
-  {EXIT_NEEDS_CONFIRMATION}  offsets reset without --yes: nothing was changed (the plan was printed)"""
+  {EXIT_NEEDS_CONFIRMATION}  offsets reset or dlq purge without --yes: nothing was changed (the plan was printed)"""
 
 
 class SourceDirectoryError(RayCdcError):

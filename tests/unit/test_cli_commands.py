@@ -23,14 +23,14 @@ SECRET = "pa55-Secret-word"
 def test_help_lists_every_command_and_the_exit_codes():
     result = subprocess.run(["ray-cdc", "--help"], capture_output=True, text=True, check=False, timeout=60)
     assert result.returncode == EXIT_OK
-    for command in ("run", "demo", "status", "offsets", "validate", "segments"):
+    for command in ("run", "demo", "status", "offsets", "validate", "segments", "dlq"):
         assert f"    {command} " in result.stdout, command
     for code in ("0  done", "1  the input", "2  the command line", "3  status", "4  offsets reset"):
         assert code in result.stdout
 
 
 @pytest.mark.parametrize("argv", [["offsets", "reset", "--help"], ["status", "--help"], ["segments", "list", "--help"],
-                                  ["validate", "--help"]])
+                                  ["validate", "--help"], ["dlq", "replay", "--help"], ["dlq", "purge", "--help"]])
 def test_each_command_explains_itself_and_its_exit_codes(argv, capsys):
     with pytest.raises(SystemExit) as info:
         main(argv)
@@ -109,7 +109,7 @@ def test_a_missing_commitlog_dir_names_the_key_and_the_path_before_ray_starts(tm
     assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()  # failed before starting Ray
 
 
-@pytest.mark.parametrize("group", ["offsets", "segments"])
+@pytest.mark.parametrize("group", ["offsets", "segments", "dlq"])
 def test_a_command_group_without_subcommand_shows_its_own_help(group, capsys):
     assert main([group]) == EXIT_USAGE
     assert f"usage: ray-cdc {group} " in capsys.readouterr().err
