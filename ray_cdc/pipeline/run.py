@@ -19,6 +19,7 @@ from ray_cdc.config.models import ClickHouseDestination as ClickHouseConfig
 from ray_cdc.config.models import Config, SchemaConfig, SourceConfig
 from ray_cdc.config.models import PostgresDestination as PostgresConfig
 from ray_cdc.config.models import TimescaleDestination as TimescaleConfig
+from ray_cdc.config.values import embedded_dir
 from ray_cdc.destinations.postgres.expiry import expiry_jobs
 from ray_cdc.observability.service import health_api
 from ray_cdc.observability.view import PipelineView
@@ -139,10 +140,12 @@ class DeadLetterFactory:
         return FileDeadLetterStore(Path(self.location))
 
 
-def dead_letter_factory(config: Config) -> DeadLetterFactory:
+def dead_letter_factory(config: Config, servers: EmbeddedServers) -> DeadLetterFactory:
     dlq = config.dlq
     if dlq.type == "postgres":
-        return DeadLetterFactory("postgres", dlq.dsn.get_secret_value(), dlq.table)
+        embedded = embedded_dir(dlq.dsn, "pgserver")  # the driver keeps it running, as for destinations
+        dsn = servers.dsn(embedded) if embedded is not None else dlq.dsn.get_secret_value()
+        return DeadLetterFactory("postgres", dsn, dlq.table)
     return DeadLetterFactory("files", str(dlq.dir))
 
 
@@ -170,13 +173,15 @@ def replicate(config: Config, *, once: bool = False, stop: threading.Event | Non
     stop = stop or stop_on_signals()
     servers = servers or EmbeddedServers()
     factories = destination_factories(config, servers)
-    with (health_api(config, factories, dead_letter_factory(config)) as observability,
+    dead_letters = dead_letter_factory(config, servers)
+    with (health_api(config, factories, dead_letters) as observability,
           expiry_jobs(config.destinations, factories)):  # PostgreSQL: deletes rows past their TTL
-        return _passes(config, observability.observed(factories), observability.view, once=once, stop=stop)
+        return _passes(config, observability.observed(factories), observability.view, dead_letters,
+                       once=once, stop=stop)
 
 
-def _passes(config: Config, factories: dict, view: PipelineView, *, once: bool, stop: threading.Event
-            ) -> list[RayRunSummary]:
+def _passes(config: Config, factories: dict, view: PipelineView, dead_letters: DeadLetterFactory, *,
+            once: bool, stop: threading.Event) -> list[RayRunSummary]:
     sources = {s.name: NodeSource(s.commitlog_dir, s.ray_resource if _has_resource(s.ray_resource) else None)
                for s in config.sources}
     readers = ReaderFactory(config.schema_source, {s.name: s for s in config.sources})
@@ -184,7 +189,7 @@ def _passes(config: Config, factories: dict, view: PipelineView, *, once: bool, 
     run_name = uuid.uuid4().hex[:8]
     passes = []
     # the tables' existing rows first (resumed from the ranges recorded in the destinations)
-    snapshot = snapshot_before_cdc(config, factories, stop, policy=policy, dead_letters=dead_letter_factory(config),
+    snapshot = snapshot_before_cdc(config, factories, stop, policy=policy, dead_letters=dead_letters,
                                    run_id=f"{run_name}-snapshot")
     if snapshot is not None and snapshot.stopped:
         return passes
@@ -195,7 +200,7 @@ def _passes(config: Config, factories: dict, view: PipelineView, *, once: bool, 
             passes.append(replicate_available_on_ray(
                 sources, readers, factories, batch_rows=config.pipeline.batch_rows,
                 batch_bytes=config.pipeline.batch_bytes, max_in_flight=config.pipeline.max_in_flight_batches,
-                policy=policy, tables=config.tables, dead_letters=dead_letter_factory(config),
+                policy=policy, tables=config.tables, dead_letters=dead_letters,
                 retention=config.pipeline.segment_retention, archive_dir=config.pipeline.archive_dir,
                 detach_after=config.retry.detach_after, transforms=transform_settings(config), stop=stop,
                 scaling=scaling_settings(config), run_id=pass_id))

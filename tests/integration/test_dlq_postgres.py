@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import psycopg
 import pyarrow as pa
@@ -109,3 +112,28 @@ def test_connection_failures_are_dlq_errors_without_the_password(postgres_server
         with pytest.raises(DeadLetterError) as info:
             store.count()
         assert "WrongSecret9" not in str(info.value) and "WrongSecret9" not in repr(store)
+
+
+def test_run_configured_embedded_postgres_dlq_gets_the_running_server():
+    """`dlq: {type: postgres, dsn: pgserver://DIR}`: the factory the writers get holds the started
+    embedded server's address (psycopg cannot open `pgserver://`), and the store works through it."""
+    from ray_cdc.config import load_config
+    from ray_cdc.pipeline.run import EmbeddedServers, dead_letter_factory
+
+    # outside pytest's private (0700) tree: pgserver runs PostgreSQL as its own user
+    home = Path(tempfile.mkdtemp(prefix="ray-cdc-dlq-"))
+    home.chmod(0o755)
+    (home / "cdc_raw").mkdir()
+    path = home / "config.yaml"
+    path.write_text("sources: [{name: n1, commitlog_dir: cdc_raw}]\nschema: {from_log: true}\n"
+                    "dlq: {type: postgres, dsn: 'pgserver://dlqpg', table: dead}\n")
+    factory = dead_letter_factory(load_config(path), EmbeddedServers())
+    assert factory.location.startswith("postgresql://") and factory.table == "dead"
+    store = factory()
+    try:
+        entry = letter()
+        store.add([entry])
+        assert [e.id for e in store.list()] == [entry.id]
+    finally:
+        store.close()
+        shutil.rmtree(home, ignore_errors=True)
