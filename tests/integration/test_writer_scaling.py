@@ -5,35 +5,53 @@ A backlog that would take far longer than the target to drain raises the writer 
 
 from __future__ import annotations
 
+import shutil
 import threading
 import uuid
 
 import psycopg
+import pytest
 
 from ray_cdc.commitlog.reader import CommitLogReader
+from ray_cdc.commitlog.workload import DEFAULT_MIX, demo_tables, generate
 from ray_cdc.destinations.postgres import PostgresDestination
 from ray_cdc.destinations.postgres.errors import classify
 from ray_cdc.errors import TransientDestinationError
 from ray_cdc.pipeline.distributed import NodeSource, replicate_available_on_ray
 from ray_cdc.pipeline.run import DestinationFactory
 from ray_cdc.pipeline.scaling import ScalingSettings, WriterBounds
+from ray_cdc.schema.cql import load_cql_schema
 from ray_cdc.schema.registry import SchemaRegistry
 from tests.integration.pipeline_checks import (  # noqa: F401  (replica_nodes: module fixture)
     assert_postgres_equals_oracle,
     replica_nodes,
 )
 from tests.integration.test_ray_pipeline import local_ray  # noqa: F401  (module fixture)
+from tests.support.expected_state import expected_state
 
 MAX_WRITERS = 3
 
 
+@pytest.fixture(scope="module")
+def large_backlog(tmp_path_factory):
+    """Like `replica_nodes` (RF = 2, every change kind), three times the rows: enough segments left
+    when the first commits give the scaler a rate (start-up on a loaded machine takes tens of s)."""
+    root = tmp_path_factory.mktemp("backlog")
+    summary = generate(root / "a", rows=12000, tables=demo_tables(), seed=22, segment_size=256 << 10,
+                       preallocate=False, mix=DEFAULT_MIX)
+    shutil.copytree(root / "a", root / "b")
+    schema = load_cql_schema(root / "a" / "schema.cql")
+    changes = list(CommitLogReader(SchemaRegistry(schema)).changes(summary.segments))
+    return root, schema, expected_state(changes), len(summary.segments)
+
+
 def test_a_large_backlog_scales_postgres_writers_up_and_the_result_equals_the_oracle(
-        local_ray, postgres_server, replica_nodes):  # noqa: F811
-    _, _, states, n_segments = replica_nodes
+        local_ray, postgres_server, large_backlog):  # noqa: F811
+    _, _, states, n_segments = large_backlog
     name = "s_" + uuid.uuid4().hex[:8]
     # a drain target no backlog of several segments meets on this machine: the count must go up
     scaling = ScalingSettings({"pg": WriterBounds(1, MAX_WRITERS)}, target_drain=0.5, cooldown=2.0, interval=0.5)
-    summary = _run(replica_nodes, postgres_server.dsn, name, scaling)
+    summary = _run(large_backlog, postgres_server.dsn, name, scaling)
 
     assert summary.scaling[0] == {"seconds": summary.scaling[0]["seconds"], "destination": "pg", "writers": 1}
     assert summary.peak_writers["pg"] >= 2, summary.scaling
