@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import ClassVar
 
 from cassandra.protocol import ResultMessage, read_int
 from cassandra.protocol import _ProtocolHandler as _DriverProtocolHandler
@@ -65,8 +66,8 @@ class RawResultMessage(ResultMessage):
 
 
 class RawRowsHandler(_DriverProtocolHandler):
-    message_types_by_opcode = {**_DriverProtocolHandler.message_types_by_opcode,
-                               RawResultMessage.opcode: RawResultMessage}
+    message_types_by_opcode: ClassVar[dict] = {**_DriverProtocolHandler.message_types_by_opcode,
+                                               RawResultMessage.opcode: RawResultMessage}
 
 
 def passthrough_rows(column_names, rows):

@@ -15,6 +15,7 @@ its start* (`progress.py`) that must fit the destinations' offset columns with r
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -52,7 +53,7 @@ class TokenRange:
         """`parts` contiguous ranges of (nearly) equal width; fewer when the range is too narrow."""
         parts = max(1, min(parts, self.width))
         cuts = [self.start + self.width * i // parts for i in range(parts + 1)]
-        return [TokenRange(a, b, self.replicas) for a, b in zip(cuts, cuts[1:]) if a < b]
+        return [TokenRange(a, b, self.replicas) for a, b in itertools.pairwise(cuts) if a < b]
 
     def __str__(self) -> str:
         return f"({self.start}, {self.end}]"
@@ -77,7 +78,7 @@ def ring_ranges(tokens: Sequence[int], owners: Mapping[int, Sequence[str]] | Non
         return [TokenRange(MIN_TOKEN, MAX_TOKEN)]
     first = tuple(owners.get(ordered[0], ()))
     bounds = [MIN_TOKEN] + [t for t in ordered if t > MIN_TOKEN]
-    out = [TokenRange(a, b, tuple(owners.get(b, ()))) for a, b in zip(bounds, bounds[1:])]
+    out = [TokenRange(a, b, tuple(owners.get(b, ()))) for a, b in itertools.pairwise(bounds)]
     if bounds[-1] < MAX_TOKEN:
         out.append(TokenRange(bounds[-1], MAX_TOKEN, first))
     return out
@@ -191,7 +192,7 @@ def _cut(r: TokenRange, cuts: list[int]) -> list[TokenRange]:
     """`r` cut at every estimate boundary inside it: the density is uniform within each piece."""
     inside = [t for t in cuts if r.start < t < r.end]
     bounds = [r.start, *inside, r.end]
-    return [TokenRange(a, b, r.replicas) for a, b in zip(bounds, bounds[1:])]
+    return [TokenRange(a, b, r.replicas) for a, b in itertools.pairwise(bounds)]
 
 
 def _intersect(interval: TokenRange, ring: Sequence[TokenRange]) -> list[TokenRange]:
