@@ -67,8 +67,12 @@ def progress(offsets: dict) -> tuple[int, int]:
 @pytest.fixture(scope="module")
 def replica_nodes(tmp_path_factory):
     """Two nodes' directories with the same default-mix workload (TTL inserts included)."""
-    root = tmp_path_factory.mktemp("nodes")
-    summary = generate(root / "a", rows=4000, tables=demo_tables(), seed=21, segment_size=256 << 10,
+    return write_replicas(tmp_path_factory.mktemp("nodes"), rows=4000, seed=21)
+
+
+def write_replicas(root, *, rows: int, seed: int):
+    """`root/a` and `root/b` holding the same default-mix workload: (root, schema, oracle, segments per node)."""
+    summary = generate(root / "a", rows=rows, tables=demo_tables(), seed=seed, segment_size=256 << 10,
                        preallocate=False, mix=DEFAULT_MIX)
     shutil.copytree(root / "a", root / "b")
     schema = load_cql_schema(root / "a" / "schema.cql")

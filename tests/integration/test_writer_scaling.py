@@ -5,7 +5,6 @@ A backlog that would take far longer than the target to drain raises the writer 
 
 from __future__ import annotations
 
-import shutil
 import threading
 import uuid
 
@@ -13,21 +12,19 @@ import psycopg
 import pytest
 
 from ray_cdc.commitlog.reader import CommitLogReader
-from ray_cdc.commitlog.workload import DEFAULT_MIX, demo_tables, generate
 from ray_cdc.destinations.postgres import PostgresDestination
 from ray_cdc.destinations.postgres.errors import classify
 from ray_cdc.errors import TransientDestinationError
 from ray_cdc.pipeline.distributed import NodeSource, replicate_available_on_ray
 from ray_cdc.pipeline.run import DestinationFactory
 from ray_cdc.pipeline.scaling import ScalingSettings, WriterBounds
-from ray_cdc.schema.cql import load_cql_schema
 from ray_cdc.schema.registry import SchemaRegistry
 from tests.integration.pipeline_checks import (  # noqa: F401  (replica_nodes: module fixture)
     assert_postgres_equals_oracle,
     replica_nodes,
+    write_replicas,
 )
 from tests.integration.test_ray_pipeline import local_ray  # noqa: F401  (module fixture)
-from tests.support.expected_state import expected_state
 
 MAX_WRITERS = 3
 
@@ -36,13 +33,7 @@ MAX_WRITERS = 3
 def large_backlog(tmp_path_factory):
     """Like `replica_nodes` (RF = 2, every change kind), three times the rows: enough segments left
     when the first commits give the scaler a rate (start-up on a loaded machine takes tens of s)."""
-    root = tmp_path_factory.mktemp("backlog")
-    summary = generate(root / "a", rows=12000, tables=demo_tables(), seed=22, segment_size=256 << 10,
-                       preallocate=False, mix=DEFAULT_MIX)
-    shutil.copytree(root / "a", root / "b")
-    schema = load_cql_schema(root / "a" / "schema.cql")
-    changes = list(CommitLogReader(SchemaRegistry(schema)).changes(summary.segments))
-    return root, schema, expected_state(changes), len(summary.segments)
+    return write_replicas(tmp_path_factory.mktemp("backlog"), rows=12000, seed=22)
 
 
 def test_a_large_backlog_scales_postgres_writers_up_and_the_result_equals_the_oracle(
