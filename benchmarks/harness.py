@@ -16,7 +16,7 @@ Scenarios (each measures, in the same run, the ceiling it is compared with):
 results.json: each scenario's figures (summarized; the scripts' own JSON is kept under raw/), machine
 information (cores, load average before and after every scenario, package versions, git commit) and the
 command. Charts: throughput_vs_workers.png, latency.png (per change set: the writers' apply-to-commit
-time), memory.png (summed RSS/PSS of the pipeline's process tree every 0.2 s). The machine is shared:
+time), memory.png (summed RSS of the pipeline's process tree every 0.2 s, PSS every 1 s). The machine is shared:
 the load averages in results.json say how loaded it was.
 """
 
