@@ -57,11 +57,12 @@ class ObservedDestination:
 
 
 def _timed(observed: ObservedDestination, name: str, method: Callable) -> Callable:
-    def call(first, offsets, *args, **kwargs):
+    # write(table, batch, offsets) and write_prepared(prepared, offsets): the offsets come last
+    def call(first, *args, **kwargs):
         started = time.perf_counter()
-        result = method(first, offsets, *args, **kwargs)
+        result = method(first, *args, **kwargs)
         observed._report_write(table_name(first), result.rows, time.perf_counter() - started)
-        observed._report_offsets(offsets)
+        observed._report_offsets(kwargs["offsets"] if "offsets" in kwargs else args[-1])
         return result
 
     call.__name__ = name
