@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 import ray
 
 from ray_cdc.config.models import PipelineConfig
 
 log = logging.getLogger(__name__)
+
+#: a local start that times out (GCS or raylet slow on a loaded machine) is tried this many times
+LOCAL_START_ATTEMPTS = 3
 
 
 def init_ray(pipeline: PipelineConfig | None = None) -> None:
@@ -31,6 +35,18 @@ def init_ray(pipeline: PipelineConfig | None = None) -> None:
     options = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     if address == "local" and pipeline is not None and pipeline.object_store_memory is not None:
         options["object_store_memory"] = pipeline.object_store_memory
-    ray.init(address=address, **options)
     if address != "local":
+        ray.init(address=address, **options)
         log.info("joined the Ray cluster at %s (its object store size applies)", address)
+        return
+    for attempt in range(1, LOCAL_START_ATTEMPTS + 1):
+        try:
+            ray.init(address=address, **options)
+            return
+        except Exception as e:  # Ray raises a bare Exception when its node does not start in time
+            if "timed out" not in str(e) or attempt == LOCAL_START_ATTEMPTS:
+                raise
+            log.warning("the local Ray did not start in time (attempt %d of %d): %s; trying again",
+                        attempt, LOCAL_START_ATTEMPTS, e)
+            ray.shutdown()
+            time.sleep(2 * attempt)
