@@ -195,6 +195,9 @@ class ClickHouseDestination(_Section):
     type: Literal["clickhouse"] = "clickhouse"
     dsn: ClickHouseDsn
     database: Identifier = "default"
+    # how long an expired row stays stored after it was written (hidden from `__live` at its expiry):
+    # changes arriving out of writetime order within it are shadowed right (Cassandra's gc_grace)
+    purge_grace: Duration = 240 * 3600.0
 
     @property
     def embedded_dir(self) -> Path | None:

@@ -91,6 +91,7 @@ class DestinationFactory:
     database: str | None = None
     timescale: TimescaleConfig | None = None  # the hypertable settings of a timescaledb destination
     dropped_columns: str = "keep"  # schema_evolution.dropped_columns
+    purge_grace: float | None = None  # clickhouse: s an expired row stays stored (None: the default)
 
     def __call__(self):
         if self.kind == "timescaledb":
@@ -101,8 +102,9 @@ class DestinationFactory:
         if self.kind == "clickhouse":
             from ray_cdc.destinations.clickhouse import ClickHouseDestination
 
+            grace = {} if self.purge_grace is None else {"purge_grace": self.purge_grace}
             return ClickHouseDestination(self.dsn, name=self.name, database=self.database or "ray_cdc",
-                                         dropped_columns=self.dropped_columns)
+                                         dropped_columns=self.dropped_columns, **grace)
         from ray_cdc.destinations.postgres import PostgresDestination
 
         return PostgresDestination(self.dsn, name=self.name, schema=self.schema, dropped_columns=self.dropped_columns)
@@ -155,7 +157,8 @@ def destination_factories(config: Config, servers: EmbeddedServers) -> dict[str,
     for name, dest in config.destinations.items():
         if isinstance(dest, ClickHouseConfig):
             factories[name] = DestinationFactory(name, "clickhouse", dest.dsn.get_secret_value(),
-                                                 database=dest.database, dropped_columns=dropped)
+                                                 database=dest.database, dropped_columns=dropped,
+                                                 purge_grace=dest.purge_grace)
         elif isinstance(dest, PostgresConfig):  # TimescaleConfig included: it extends PostgresConfig
             embedded = dest.embedded_dir
             dsn = servers.dsn(embedded) if embedded is not None else dest.dsn.get_secret_value()

@@ -4,7 +4,8 @@ PostgreSQL: the expiry job (`expiry_interval`) physically deletes state rows (an
 their `_expires_at` has passed, in batches, and not a moment before, even after several passes; rows
 without TTL stay. Through `ray-cdc run`'s `replicate()` the job runs beside the pipeline. ClickHouse
 (chDB): `__live` hides an expired row and the TTL clause removes it from the table once merged
-(OPTIMIZE ... FINAL), while a row whose TTL has not passed survives the same merge."""
+(OPTIMIZE ... FINAL) and its `purge_grace` has passed, while a row whose TTL has not passed survives
+the same merge."""
 
 from __future__ import annotations
 
@@ -125,7 +126,9 @@ def run_config(tmp_path, dsn: str, keyspace: str) -> Config:
         "sources": [{"name": "a", "commitlog_dir": str(tmp_path / "a")}],
         "schema": {"cql_file": str(tmp_path / "a" / "schema.cql")},
         "destinations": {"pg": {"type": "postgres", "dsn": dsn, "schema": keyspace, "expiry_interval": 1},
-                         "ch": {"type": "clickhouse", "dsn": f"chdb://{tmp_path / 'clickhouse'}"}},
+                         # a 1 s grace: the test sees the physical removal (default: 10 days)
+                         "ch": {"type": "clickhouse", "dsn": f"chdb://{tmp_path / 'clickhouse'}",
+                                "purge_grace": "1s"}},
         "pipeline": {"poll_interval": 0.5, "state_dir": str(tmp_path / "state")},
         "observability": {"port": 0}})
 

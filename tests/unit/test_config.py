@@ -498,3 +498,14 @@ def test_object_store_memory_takes_sizes_and_null(write):
     assert load(write, MINIMAL + "pipeline: {object_store_memory: null}\n").pipeline.object_store_memory is None
     with pytest.raises(ConfigError, match="object_store_memory"):
         load(write, MINIMAL + "pipeline: {object_store_memory: 10MiB}\n")  # below what Ray accepts
+
+
+def test_clickhouse_purge_grace_reaches_its_destination(write):
+    from ray_cdc.pipeline.run import EmbeddedServers, destination_factories
+
+    config = load(write, MINIMAL + "destinations: {ch: {type: clickhouse, dsn: 'chdb://ch', purge_grace: 2h}}\n")
+    assert config.destinations["ch"].purge_grace == 7200
+    factory = destination_factories(config, EmbeddedServers())["ch"]
+    assert factory.purge_grace == 7200 and factory()._purge_grace == 7200
+    default = load(write, MINIMAL + "destinations: {ch: {type: clickhouse, dsn: 'chdb://ch'}}\n")
+    assert default.destinations["ch"].purge_grace == 10 * 24 * 3600  # Cassandra's gc_grace_seconds

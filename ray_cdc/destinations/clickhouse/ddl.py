@@ -31,6 +31,13 @@ the stored row it was merged from (which bounds every older version: each was me
 before it). When a row is removed, every older version still stored has passed its own `_purge_at`,
 hence its own expiry, or is a tombstone row: none of them reads as live. `_purge_at` = PURGE_NEVER when
 some version never expires; 0 for a tombstone row over nothing live. Tombstone rows are never removed.
+
+Changes can arrive out of writetime order (replicas' segments, several writers, a replayed backlog). An
+expired row still shadows older changes that arrive after it, so it must be stored when they do: a row
+is removed no sooner than PURGE_GRACE (the destination's `purge_grace`) after it was written here
+(`_written_at`, filled by ClickHouse), like Cassandra's gc_grace_seconds for tombstones. Without it, a backlog of changes whose TTL had
+already passed lost the newer, expired version at its insert, and an older change of the same cells
+read as live once it arrived.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from ray_cdc.schema.types import CqlType
 OFFSETS_TABLE = "ray_cdc_offsets"
 NEVER = "toDateTime('2106-02-07 00:00:00', 'UTC')"  # the TTL of a row that never expires
 PURGE_NEVER = 2**32 - 1  # `_purge_at` of a row some version of which never expires (the last DateTime)
+PURGE_GRACE = 10 * 24 * 3600  # s a row is kept after it was written here (Cassandra's default gc_grace_seconds)
 
 _SCALARS = {
     "ascii": "String", "text": "String", "varchar": "String", "blob": "String", "custom": "String",
@@ -164,14 +172,16 @@ def _settings(table: TableSchema, dedup_window: int) -> str:
     return " SETTINGS " + ", ".join(settings)
 
 
-def create_table(table: TableSchema, dedup_window: int = 10_000) -> str:
+def create_table(table: TableSchema, dedup_window: int = 10_000, purge_grace: int = PURGE_GRACE) -> str:
     """The replicated table. `non_replicated_deduplication_window` makes a non-replicated MergeTree
     remember the last N insert tokens, which is what makes a re-sent batch a no-op."""
     defs = _key_defs(table) + [f"{quote(c.name)} {ch_type(c.type)}" for c in value_columns(table)]
     defs += [f"{quote(n)} {t}" for n, t in META_COLUMNS + (ELEMENT_COLUMNS if has_elements(table) else ())]
+    defs.append("`_written_at` DateTime('UTC') DEFAULT now()")  # never inserted: ClickHouse's clock
+    purge = f"greatest(_purge_at, _written_at + INTERVAL {int(purge_grace)} SECOND)"
     return (f"CREATE TABLE IF NOT EXISTS {qualified(table)} ({', '.join(defs)}) "
             f"ENGINE = ReplacingMergeTree(_version, _is_deleted) ORDER BY {_order_by(key_columns(table))} "
-            f"TTL if(_is_deleted OR _purge_at = 0, {NEVER}, _purge_at)" + _settings(table, dedup_window))
+            f"TTL if(_is_deleted OR _purge_at = 0, {NEVER}, {purge})" + _settings(table, dedup_window))
 
 
 def create_deleted_partitions(table: TableSchema, dedup_window: int = 10_000) -> str:
@@ -254,8 +264,9 @@ def scratch_statements(table: TableSchema, keys_table: str, parts_table: str) ->
             f"CREATE TABLE IF NOT EXISTS {parts_table} ({', '.join(pk)}) ENGINE = Memory"]
 
 
-def table_statements(table: TableSchema) -> list[str]:
-    statements = [f"CREATE DATABASE IF NOT EXISTS {quote(table.keyspace)}", create_table(table),
+def table_statements(table: TableSchema, purge_grace: int = PURGE_GRACE) -> list[str]:
+    statements = [f"CREATE DATABASE IF NOT EXISTS {quote(table.keyspace)}",
+                  create_table(table, purge_grace=purge_grace),
                   create_deleted_partitions(table)]
     if table.clustering:
         statements.append(create_deleted_ranges(table))

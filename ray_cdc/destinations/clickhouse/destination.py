@@ -46,8 +46,10 @@ class ClickHouseDestination:
     capabilities = Capabilities(transactional=False, dedup_token=True, ttl_clause=True)
 
     def __init__(self, dsn: str = "chdb://./ray_cdc_clickhouse", *, name: str = "clickhouse",
-                 database: str = "ray_cdc", dropped_columns: evolution.DroppedColumns = "keep"):
+                 database: str = "ray_cdc", dropped_columns: evolution.DroppedColumns = "keep",
+                 purge_grace: float = ddl.PURGE_GRACE):
         self.name = name
+        self._purge_grace = int(purge_grace)  # s an expired row stays stored (ddl.py: out-of-order changes)
         self.client = ClickHouseClient(dsn, name=name)
         self.offsets = OffsetStore(self.client, database, name)
         self._stores: dict = {}  # table id -> the store of its current layout
@@ -76,7 +78,7 @@ class ClickHouseDestination:
         layout = self._layout(table)
         store = self._stores.get(table.id)
         if store is None or store.table != layout:
-            store = self._stores[table.id] = TableStore(self.client, layout, self.name)
+            store = self._stores[table.id] = TableStore(self.client, layout, self.name, self._purge_grace)
         return store
 
     def _layout(self, table: TableSchema) -> TableSchema:
@@ -86,7 +88,7 @@ class ClickHouseDestination:
             return layout
         stored, had_elements = evolve.read_stored(self.client, table)
         if stored is None:
-            TableStore(self.client, table, self.name).create()
+            TableStore(self.client, table, self.name, self._purge_grace).create()
             plan = evolution.Plan(layout=table)
         else:
             known = next((lay for t, lay in reversed(self._layouts.items()) if t.id == table.id), None)
@@ -96,7 +98,7 @@ class ClickHouseDestination:
         if statements:
             log.info("%s: evolving %s: add %s, widen %s, drop %s", self.name, table.qualified_name,
                      [c.name for c in plan.add], [c.name for c in plan.widen], plan.drop)
-            for statement in statements + ddl.table_statements(plan.layout):
+            for statement in statements + ddl.table_statements(plan.layout, self._purge_grace):
                 self.client.command(statement)
             # layouts cached for other versions of the table are stale now
             self._layouts = {t: lay for t, lay in self._layouts.items() if t.id != table.id}

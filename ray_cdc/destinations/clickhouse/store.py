@@ -36,8 +36,10 @@ def stored_schema(table: TableSchema) -> pa.Schema:
 
 
 class TableStore:
-    def __init__(self, client: ClickHouseClient, table: TableSchema, destination: str = "clickhouse"):
+    def __init__(self, client: ClickHouseClient, table: TableSchema, destination: str = "clickhouse",
+                 purge_grace: int = ddl.PURGE_GRACE):
         self.client = client
+        self.purge_grace = purge_grace
         self.table = table
         self.schema = stored_schema(table)
         self.keys = ddl.key_columns(table)
@@ -49,7 +51,7 @@ class TableStore:
         self._parts_filled: bool | None = None
 
     def create(self) -> None:
-        for statement in ddl.table_statements(self.table) + ddl.scratch_statements(
+        for statement in ddl.table_statements(self.table, self.purge_grace) + ddl.scratch_statements(
                 self.table, self.keys_table, self.parts_table):
             self.client.command(statement)
         self._created = True
