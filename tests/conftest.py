@@ -8,11 +8,16 @@ the missing path, when it is absent.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 SHARED = Path(os.environ.get("RAY_CDC_SHARED") or Path(__file__).resolve().parents[1].parent / "shared")
+
+# The `ray-cdc` command the tests run is the one installed beside this interpreter (the suite runs as
+# `.venv/bin/python -m pytest`, without activating the venv, so its bin is not on PATH otherwise).
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 
 @pytest.fixture(scope="session")
