@@ -230,20 +230,6 @@ def ours(node, table, factories: dict, parallelism: int, split_count: int | None
     return summary.rows, {"startup_s": round(first[0], 2) if first else None}
 
 
-def start_ray(attempts: int = 4) -> None:
-    """A local Ray; again when its raylet misses Ray's fixed 30 s start-up wait (a loaded machine)."""
-    import ray
-
-    for attempt in range(1, attempts + 1):
-        try:
-            ray.init(address="local", include_dashboard=False, log_to_driver=False)
-            return
-        except Exception:  # Ray raises a bare Exception for this
-            ray.shutdown()
-            if attempt == attempts:
-                raise
-
-
 PHASES = ("fetch_raw", "row_building", "driver_rows", "baseline", "pg", "chdb")
 
 
@@ -264,6 +250,7 @@ def main() -> int:
 
     from ray_cdc.destinations.clickhouse import ClickHouseDestination
     from ray_cdc.destinations.postgres import PostgresDestination
+    from ray_cdc.pipeline.local_ray import init_ray
     from ray_cdc.schema.cluster import load_cluster_schema
     from tests.services.cassandra_node import CassandraNode, ensure_installed
     from tests.services.postgres import PostgresServer
@@ -275,11 +262,10 @@ def main() -> int:
     node = CassandraNode(work / "cassandra", heap="2G", extra_config={
         "commitlog_sync": "periodic", "commitlog_sync_period_in_ms": 10000, "commitlog_sync_batch_window_in_ms": None})
     pg = PostgresServer(work / "postgres")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     try:
         node.start()
         pg.start()
-        start_ray()
+        init_ray()  # a local Ray, started again if it misses its start-up deadline on a loaded machine
         groups = process_groups(node.process.pid, Path(pg.data_dir or work / "postgres"))
         session = node.session()
         ks = "bench"
