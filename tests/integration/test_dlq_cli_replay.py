@@ -49,19 +49,26 @@ retry: {{initial_backoff: 10ms, max_backoff: 100ms, max_elapsed: 30s}}
     return path
 
 
-def test_dlq_commands_replay_after_the_fix(postgres_server, tmp_path, capsys):
+def constrained_destination(tmp_path, postgres_server):
+    """A config whose PostgreSQL destination has a CHECK constraint its workload breaks, that
+    destination (open), the constraint, the table and the refused rows' positions."""
     keyspace = "cli_" + uuid.uuid4().hex[:8]
     name = "pg_" + keyspace
     table = events_table(keyspace)
     refused = write_workload(tmp_path / "a", table)
     config_path = write_config(tmp_path, postgres_server, name, keyspace)
     config = load_config(config_path)
-    factory = destination_factories(config, EmbeddedServers())[name]
     constraint = Constraint("postgres", postgres_server.dsn, table)
-    destination = factory()
+    destination = destination_factories(config, EmbeddedServers())[name]()
     destination.open()
+    constraint.add(destination)
+    return config_path, config, name, table, destination, constraint, refused
+
+
+def test_dlq_commands_replay_after_the_fix(postgres_server, tmp_path, capsys):
+    config_path, config, name, table, destination, constraint, refused = constrained_destination(
+        tmp_path, postgres_server)
     with opened_store(config) as store:
-        constraint.add(destination)
         replicate(tmp_path / "a", table, destination, store)
     outputs = []
 
@@ -101,18 +108,8 @@ def test_dlq_commands_replay_after_the_fix(postgres_server, tmp_path, capsys):
 def test_replay_does_not_mask_again(postgres_server, tmp_path, capsys):
     """The writer's input (what the DLQ keeps) is masked already: a keyed hash applied again would
     give another value. Here the entry's note is hashed when stored; replay must write that hash."""
-    keyspace = "cli_" + uuid.uuid4().hex[:8]
-    name = "pg_" + keyspace
-    table = events_table(keyspace)
-    write_workload(tmp_path / "a", table)
-    config_path = write_config(tmp_path, postgres_server, name, keyspace)
-    config = load_config(config_path)
-    factory = destination_factories(config, EmbeddedServers())[name]
-    constraint = Constraint("postgres", postgres_server.dsn, table)
-    destination = factory()
-    destination.open()
+    config_path, config, _, table, destination, constraint, _ = constrained_destination(tmp_path, postgres_server)
     try:
-        constraint.add(destination)
 
         def keyed_hash(batch: pa.RecordBatch) -> pa.RecordBatch:
             index = batch.schema.get_field_index("note")
