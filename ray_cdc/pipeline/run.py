@@ -20,6 +20,7 @@ from ray_cdc.config.models import Config, SchemaConfig, SourceConfig
 from ray_cdc.config.models import PostgresDestination as PostgresConfig
 from ray_cdc.config.models import TimescaleDestination as TimescaleConfig
 from ray_cdc.config.values import embedded_dir
+from ray_cdc.destinations.clickhouse.ddl import PURGE_GRACE
 from ray_cdc.destinations.postgres.expiry import expiry_jobs
 from ray_cdc.observability.service import health_api
 from ray_cdc.observability.view import PipelineView
@@ -91,7 +92,7 @@ class DestinationFactory:
     database: str | None = None
     timescale: TimescaleConfig | None = None  # the hypertable settings of a timescaledb destination
     dropped_columns: str = "keep"  # schema_evolution.dropped_columns
-    purge_grace: float | None = None  # clickhouse: s an expired row stays stored (None: the default)
+    purge_grace: float = PURGE_GRACE  # clickhouse: s an expired row stays stored after it was written
 
     def __call__(self):
         if self.kind == "timescaledb":
@@ -102,9 +103,8 @@ class DestinationFactory:
         if self.kind == "clickhouse":
             from ray_cdc.destinations.clickhouse import ClickHouseDestination
 
-            grace = {} if self.purge_grace is None else {"purge_grace": self.purge_grace}
             return ClickHouseDestination(self.dsn, name=self.name, database=self.database or "ray_cdc",
-                                         dropped_columns=self.dropped_columns, **grace)
+                                         dropped_columns=self.dropped_columns, purge_grace=self.purge_grace)
         from ray_cdc.destinations.postgres import PostgresDestination
 
         return PostgresDestination(self.dsn, name=self.name, schema=self.schema, dropped_columns=self.dropped_columns)
