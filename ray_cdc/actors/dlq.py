@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 
 import ray
 
+from ray_cdc.actors.process import arrow_without_pandas
 from ray_cdc.dlq import DeadLetter, DeadLetterError, DeadLetterFilter
 from ray_cdc.dlq.store import ALL
 
@@ -19,6 +20,7 @@ from ray_cdc.dlq.store import ALL
 @ray.remote(num_cpus=0)
 class DeadLetterActor:
     def __init__(self, store_factory: Callable):
+        arrow_without_pandas()
         self._store = store_factory()  # built here: a DSN or a directory travels, never a connection
         recover = getattr(self._store, "recover", None)
         if recover is not None:

@@ -19,6 +19,7 @@ from functools import partial
 
 import ray
 
+from ray_cdc.actors.process import arrow_without_pandas
 from ray_cdc.pipeline.coordination import Assignment, Wait
 from ray_cdc.pipeline.fanout import Lanes
 
@@ -33,6 +34,7 @@ class ReaderActor:
     def __init__(self, reader_id: str, node: str, reader_factory: Callable, coordinator, writer_pool,
                  *, max_in_flight: int = 4, batch_rows: int = 65536, batch_bytes: int = 16 << 20,
                  tables=None, transformer=None):
+        arrow_without_pandas()
         self._id, self._node = reader_id, node
         self._reader = reader_factory(node)
         self._coordinator = coordinator
@@ -129,9 +131,12 @@ class ReaderActor:
 
     def _submit(self, writers: dict, name: str, item):
         ref, start = item
-        if self._transformer is not None:  # refs are handed on: the data goes actor to actor
-            ref = self._transformer.for_destination.remote(ref, name)
-        return writers[name].apply.remote(self._node, ref, start)
+        if self._transformer is None:
+            return writers[name].apply.remote(self._node, ref, start)
+        # refs are handed on, the data goes actor to actor; the common set travels beside the
+        # destination's own part, so each batch is stored once however many destinations there are
+        own = self._transformer.for_destination.remote(ref, name)
+        return writers[name].apply.remote(self._node, own, start, ref)
 
 
 def _done(refs: list) -> list:

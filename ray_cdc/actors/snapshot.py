@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import ray
 
+from ray_cdc.actors.process import arrow_without_pandas
 from ray_cdc.commitlog.position import CommitLogPosition
 from ray_cdc.pipeline.fanout import Lanes
 from ray_cdc.snapshot.progress import snapshot_node
@@ -23,6 +24,7 @@ from ray_cdc.snapshot.reader import RangeTask
 class SnapshotReaderActor:
     def __init__(self, reader_id: str, reader_factory: Callable, writers: dict, *, max_in_flight: int = 4,
                  batch_rows: int = 65536, transformer: Callable | None = None):
+        arrow_without_pandas()
         self._id = reader_id
         self._reader = reader_factory()  # connects here: a session never travels
         # masking (a TransformerFactory): each destination gets only what it may see, DLQ included

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import ray
 
+from ray_cdc.actors.process import arrow_without_pandas
 from ray_cdc.transforms import TransformedSet, Transformer, TransformSettings
 
 
@@ -37,10 +38,14 @@ class TransformerFactory:
 @ray.remote(num_cpus=0)
 class TransformActor:
     def __init__(self, factory: Callable[[], Transformer]):
+        arrow_without_pandas()
         self._transformer = factory()
 
     def common(self, change_set) -> TransformedSet:
         return self._transformer.common(change_set)
 
     def for_destination(self, transformed: TransformedSet, destination: str) -> TransformedSet:
-        return self._transformer.for_destination(transformed, destination)
+        """Without the batches `transformed` already holds: the writer gets `transformed` beside it
+        (`WriterActor.apply(..., shared=)`), so the object store holds each batch once, not once
+        per destination."""
+        return self._transformer.for_destination(transformed, destination).without_batches_of(transformed)

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 
 import ray
 
+from ray_cdc.actors.process import arrow_without_pandas
 from ray_cdc.commitlog.position import CommitLogPosition
 from ray_cdc.pipeline.scaling import SegmentRouter
 from ray_cdc.pipeline.writing import ApplyResult, DestinationWriter, RetryPolicy
@@ -23,6 +24,7 @@ class WriterActor:
 
     def __init__(self, name: str, destination_factory: Callable, offsets, dead_letters=None,
                  policy: RetryPolicy | None = None, detach_after: float | None = None):
+        arrow_without_pandas()
         destination = self._destination = destination_factory()
         destination.open()
         self._name = name
@@ -41,8 +43,12 @@ class WriterActor:
         """Release the destination (chDB lets one process at a time open its directory)."""
         self._destination.close()
 
-    def apply(self, node: str, change_set, start: CommitLogPosition | None = None) -> ApplyResult:
+    def apply(self, node: str, change_set, start: CommitLogPosition | None = None, shared=None) -> ApplyResult:
+        """`shared`: the transform stage's common set, whose batches `change_set` left out
+        (`TransformActor.for_destination`)."""
         began = time.perf_counter()
+        if shared is not None:
+            change_set = change_set.with_batches_of(shared)
         result = self._writer.apply(node, change_set, start)
         if result.offset is not None:
             ray.get(self._offsets.record.remote(self._name, result.offset))

@@ -34,6 +34,7 @@ from ray_cdc.actors.options import RESTARTABLE, on_node, pinned_to
 from ray_cdc.actors.reader import ReaderActor
 from ray_cdc.actors.transformer import TransformActor, TransformerFactory
 from ray_cdc.pipeline.coordination import Retention
+from ray_cdc.pipeline.fanout import fitted_window
 from ray_cdc.pipeline.scaling import ScalingSettings
 from ray_cdc.pipeline.writer_fleet import WriterFleet, WriterSpec, merged_timings
 from ray_cdc.pipeline.writing import RetryPolicy
@@ -83,6 +84,13 @@ def _beside_driver() -> dict:
     node_id = ray.get_runtime_context().get_node_id()
     cpus = next((n["Resources"].get("CPU", 0) for n in ray.nodes() if n["NodeID"] == node_id), 0)
     return on_node(node_id, hard=cpus > 0)
+
+
+def _smallest_store() -> float | None:
+    """Bytes of the smallest object store among the cluster's live nodes (None: none reported)."""
+    stores = [n["Resources"].get("object_store_memory") for n in ray.nodes() if n.get("Alive")]
+    stores = [s for s in stores if s]
+    return min(stores) if stores else None
 
 
 def replicate_available_on_ray(
@@ -149,6 +157,9 @@ def replicate_available_on_ray(
         reader_id, actor = created or create(node, attempt)
         return reader_id, actor, actor.run_available.remote()
 
+    max_in_flight = fitted_window(max_in_flight, len(destination_factories), batch_bytes, _smallest_store(),
+                                  readers=len(sources))
+    log.info("in flight: at most %d set(s) per destination per reader", max_in_flight)
     created = {node: create(node, 0) for node in sources}  # readers load their schemas meanwhile
     # writers ready: their offsets are loaded and recorded, which the coordinator's scan reads
     ray.get([w.__ray_ready__.remote() for w in fleet.all()]

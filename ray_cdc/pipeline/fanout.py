@@ -15,6 +15,29 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+#: share of an object store the windows may fill: Ray spills objects to disk above 80% of it (slow,
+#: and each spill worker is another process of ~250 MB), and the sets being read and transformed
+#: need room beside the windows
+STORE_SHARE = 0.6
+#: a destination's own part of a set (its prepared form: COPY rows, stored-form tables) is about
+#: twice the set's Arrow batches (measured on the wide workload: 32 MiB for PostgreSQL, 27 MiB
+#: for ClickHouse, for a set of 16 MiB)
+PREPARED_FACTOR = 2
+
+
+def fitted_window(requested: int, destinations: int, batch_bytes: int, store_bytes: float | None,
+                  readers: int = 1) -> int:
+    """Sets in flight per destination: `requested`, or fewer when that many sets of every
+    destination would not fit the object store (`store_bytes`; None: unknown, `requested`).
+
+    A set in flight holds its batches once (shared by the destinations) and each destination's
+    prepared part; the writers' store receives the sets of all `readers`. At least one."""
+    if store_bytes is None:
+        return max(1, requested)
+    per_set = batch_bytes * (1 + PREPARED_FACTOR * max(1, destinations)) * max(1, readers)
+    return max(1, min(requested, int(store_bytes * STORE_SHARE // per_set)))
+
+
 H = TypeVar("H")  # a handle on a set in flight (a Ray ObjectRef in the reader actor)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pyarrow as pa
@@ -50,6 +50,20 @@ class TransformedSet:
     @property
     def rows(self) -> int:
         return sum(i.batch.num_rows for i in self.items)
+
+    def without_batches_of(self, common: TransformedSet) -> TransformedSet:
+        """This destination's set with the batches it shares with `common` left out (None): across
+        actors, each destination's set then carries only what is its own (its prepared form, a
+        masked batch), and the common set, stored once, travels beside it (`with_batches_of`)."""
+        items = [TableBatch(i.table, None if i.batch is c.batch else i.batch, i.prepared)
+                 for i, c in zip(self.items, common.items, strict=True)]
+        return replace(self, items=items)
+
+    def with_batches_of(self, common: TransformedSet) -> TransformedSet:
+        """The inverse of `without_batches_of`: the left-out batches taken from `common`."""
+        items = [i if i.batch is not None else TableBatch(i.table, c.batch, i.prepared)
+                 for i, c in zip(self.items, common.items, strict=True)]
+        return replace(self, items=items)
 
 
 @dataclass

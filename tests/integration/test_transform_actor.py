@@ -32,7 +32,9 @@ def test_transform_actor_coalesces_once_and_prepares_per_destination(local_ray, 
     actor = TransformActor.remote(factory)
     try:
         common = actor.common.remote(ray.put(change_set))
-        for_pg = ray.get(actor.for_destination.remote(common, "pg"))  # a ref in, resolved by Ray
+        part = ray.get(actor.for_destination.remote(common, "pg"))  # a ref in, resolved by Ray
+        assert [i.batch for i in part.items] == [None]  # not masked: the batch stays in the common set
+        for_pg = part.with_batches_of(ray.get(common))  # what WriterActor.apply(..., shared=) does
         assert (for_pg.rows, for_pg.input_rows, for_pg.end, for_pg.completed) == (2, 3, change_set.end, True)
         assert for_pg.items[0].batch.column("a").to_pylist() == ["new", None]
         has_prepare = callable(getattr(PostgresDestination, "prepare", None))

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from ray_cdc.pipeline.fanout import Lanes
+from ray_cdc.pipeline.fanout import STORE_SHARE, Lanes, fitted_window
 from ray_cdc.pipeline.writing import ApplyResult
 
 
@@ -83,3 +83,20 @@ def test_poll_settles_only_what_is_answered_in_order_and_settle_oldest_makes_roo
     assert lanes.poll(lambda handles: handles)
     assert lanes.idle() and lanes.drain() == {"pg": "down"}
     assert lanes.totals["ch"].sets == 4 and lanes.totals["pg"].sets == 3
+
+
+MiB = 1 << 20
+
+
+def test_windows_shrink_so_every_destinations_sets_fit_the_object_store():
+    store = 384 * MiB
+    assert fitted_window(4, 1, 16 * MiB, store) == 4  # one destination: the requested window fits
+    three = fitted_window(4, 3, 16 * MiB, store)
+    assert three == 2  # three destinations at the requested 4 would need 448 MiB
+    # what the windows hold at most (batches once, each destination's part twice their size) fits
+    # the share of the store left for them
+    assert three * 16 * MiB * (1 + 2 * 3) <= store * STORE_SHARE
+    assert fitted_window(4, 3, 16 * MiB, store, readers=3) == 1  # three readers feed the writers' store
+    assert fitted_window(4, 3, 64 * MiB, 100 * MiB) == 1  # never below one set
+    assert fitted_window(8, 3, 16 * MiB, None) == 8  # store unknown: as configured
+    assert fitted_window(2, 1, 1 * MiB, 10_000 * MiB) == 2  # never more than configured

@@ -284,6 +284,27 @@ def test_transformer_masks_per_destination_and_prepares_the_masked_schema():
     assert for_pg.items[0].batch.column("email").to_pylist() == ["a@x.org", "b@x.org", "a@x.org"]
 
 
+def test_a_destination_set_leaves_out_only_the_batches_it_shares_with_the_common_set():
+    # what crosses from the transform actor to a writer: a masked batch is the destination's own
+    # and travels; a clear one is the common set's and is left out, then put back from it
+    settings = TransformSettings(masking=config(destinations={"pg": {"enabled": False}}))
+    transformer = Transformer(settings, mask=settings.mask(["pg", "ch"]))
+    change_set = ChangeSet(7, CommitLogPosition(7, 103), [(VISITS, visits_batch())], completed=True)
+    common = transformer.common(change_set)
+    for_ch = transformer.for_destination(common, "ch")
+    for_pg = transformer.for_destination(common, "pg")
+    ch_part, pg_part = for_ch.without_batches_of(common), for_pg.without_batches_of(common)
+    assert ch_part.items[0].batch is for_ch.items[0].batch  # masked: its own
+    assert pg_part.items[0].batch is None and pg_part.items[0].table is for_pg.items[0].table
+    assert (pg_part.end, pg_part.completed, pg_part.input_rows) == (common.end, True, common.input_rows)
+    for part, whole in ((ch_part, for_ch), (pg_part, for_pg)):
+        back = part.with_batches_of(common)
+        assert [i.batch.to_pylist() for i in back.items] == [i.batch.to_pylist() for i in whole.items]
+        assert back.rows == whole.rows
+    assert "a@x.org" not in str(pickle.dumps(ch_part))
+    assert len(pickle.dumps(pg_part)) < len(pickle.dumps(for_pg)) / 2
+
+
 def test_masking_only_stage_masks_without_coalescing_or_preparing():
     settings = TransformSettings.masking_only(config())
     preparer = RecordingPrepare()

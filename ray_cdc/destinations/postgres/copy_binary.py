@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 import pyarrow as pa
@@ -20,7 +21,13 @@ import pyarrow.compute as pc
 
 HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"  # signature, flags, extension
 TRAILER = b"\xff\xff"
-_EMPTY = pa.scalar(b"", pa.binary())
+
+
+@cache
+def _empty() -> pa.Scalar:
+    # built on first use, not at import: pyarrow imports pandas (about 60 MB per process) the first
+    # time it converts a Python value, and the actors that only import this module never need it
+    return pa.scalar(b"", pa.binary())
 
 
 def _binary(n: int, offsets: np.ndarray, data: np.ndarray) -> pa.Array:
@@ -69,7 +76,7 @@ def var_field(values: pa.Array) -> Field:
     values = values.cast(pa.binary()) if not pa.types.is_binary(values.type) else values
     lengths = pc.fill_null(pc.binary_length(values), -1).to_numpy(zero_copy_only=False).astype(">i4")
     prefix = _binary(len(values), np.arange(len(values) + 1, dtype=np.int64) * 4, lengths.view(np.uint8))
-    return Field(pieces=(prefix, pc.fill_null(values, _EMPTY)))
+    return Field(pieces=(prefix, pc.fill_null(values, _empty())))
 
 
 def bytes_field(values: Sequence[bytes | None]) -> Field:
@@ -120,5 +127,5 @@ def payload(columns: list[str], fields: list[Field], n: int) -> tuple[list[str],
     rows = _binary(n, np.arange(n + 1, dtype=np.int64) * width, block)
     pieces = [p for i in rest for p in fields[i].pieces]
     if pieces:
-        rows = pc.binary_join_element_wise(rows, *pieces, _EMPTY)
+        rows = pc.binary_join_element_wise(rows, *pieces, _empty())
     return [columns[i] for i in fixed + rest], Payload(rows)
