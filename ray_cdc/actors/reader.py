@@ -2,8 +2,8 @@
 
 A reader asks the coordinator for a segment, decodes it into ChangeSets, puts each in the object
 store once, has its node's transform actor transform it (when there is one) and hands the reference
-to every destination still owed the segment — to the one writer the writer pool routes the
-segment to (`pipeline/scaling.SegmentRouter`) — each destination with its own
+to every destination still owed the segment — to its one writer, or to the one the writer pool
+routes the segment to when writers scale (`pipeline/scaling.SegmentRouter`) — each destination with its own
 bounded window (`pipeline/fanout.py`): a slow destination slows the reader down, a destination that
 is down is detached for the segment, and memory does not grow with the backlog. Segments overlap:
 the next one is read while the writers apply the previous one's sets (the windows are shared), and
@@ -38,7 +38,9 @@ class ReaderActor:
         self._id, self._node = reader_id, node
         self._reader = reader_factory(node)
         self._coordinator = coordinator
-        self._pool = writer_pool  # WriterPoolActor: which writer of each destination applies a segment
+        # which writer of each destination applies a segment: a WriterPoolActor, or (one writer per
+        # destination for the whole pass) the writers themselves, by destination
+        self._pool = writer_pool
         self._transformer = transformer  # TransformActor handle, or None
         self._max_in_flight = max(1, max_in_flight)
         self._batch = {"max_rows": batch_rows, "max_bytes": batch_bytes}
@@ -84,7 +86,8 @@ class ReaderActor:
             open_segments.popleft()
 
     def _feed(self, assignment: Assignment, counts: dict, older: deque) -> tuple[Lanes, bool]:
-        writers = ray.get(self._pool.route.remote(assignment.segment.partition_id))
+        writers = self._pool if isinstance(self._pool, dict) else \
+            ray.get(self._pool.route.remote(assignment.segment.partition_id))
         names = writers.keys() if assignment.destinations is None else assignment.destinations
         lanes = Lanes(sorted(names), self._max_in_flight, partial(self._submit, writers), ray.get)
         completed, start = False, assignment.start

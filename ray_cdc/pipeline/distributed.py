@@ -196,7 +196,7 @@ def replicate_available_on_ray(
         summary.peak_writers, summary.scaling = fleet.peak(), fleet.events
         ray.get([w.close.remote() for w in fleet.all()])
     finally:
-        for actor in (*fleet.all(), fleet.pool, *transformers.values(), coordinator, offsets,
+        for actor in (*fleet.all(), *fleet.helpers(), *transformers.values(), coordinator, offsets,
                       *([dlq] if dlq is not None else [])):
             ray.kill(actor)
     return summary

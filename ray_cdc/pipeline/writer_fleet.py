@@ -42,8 +42,12 @@ class WriterFleet:
         self._meters = {name: Throughput() for name in factories}
         self.actors: dict[str, list] = {name: [] for name in factories}
         first = {name: self._create(name) for name in factories}
+        # one writer per destination for good (the default): the readers are handed the writers
+        # themselves, no pool actor routes between them, and there is no load to measure
+        self.fixed = all(s.bounds.maximum == 1 for s in self._scalers.values())
         # not restartable: a new pool would forget which writer owns which segment (the run fails instead)
-        self.pool = WriterPoolActor.options(name=f"{spec.run_id}:writer-pool", **spec.placement).remote(first)
+        self.pool = first if self.fixed else \
+            WriterPoolActor.options(name=f"{spec.run_id}:writer-pool", **spec.placement).remote(first)
         self.active = {name: 1 for name in factories}
         self.events: list[dict] = []  # every change of a count: seconds into the run, destination, count
         self._started = self._measured = time.monotonic()
@@ -65,10 +69,14 @@ class WriterFleet:
     def all(self) -> list:
         return [a for actors in self.actors.values() for a in actors]
 
+    def helpers(self) -> list:
+        """The fleet's actors other than writers (the pool, when there is one)."""
+        return [] if self.fixed else [self.pool]
+
     def scale(self) -> None:
         """Measure each destination's load (at most once per `interval`) and resize its rotation."""
         now = time.monotonic()
-        if now - self._measured < self._settings.interval:
+        if self.fixed or now - self._measured < self._settings.interval:
             return
         self._measured = now
         committed = ray.get(self._spec.offsets.snapshot.remote())
