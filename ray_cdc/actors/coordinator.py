@@ -9,7 +9,6 @@ from pathlib import Path
 
 import ray
 
-from ray_cdc.actors.process import arrow_without_pandas
 from ray_cdc.pipeline.coordination import (
     Assignment,
     Coordinator,
@@ -31,7 +30,6 @@ RESCAN_INTERVAL = 1.0
 class CoordinatorActor:
     def __init__(self, directories: dict[str, str], offsets, destinations: list[str] | None = None,
                  retention: Retention = "keep", archive_dir: str | None = None, backoff=None):
-        arrow_without_pandas()
         self._destinations = list(destinations) if destinations is not None else None
         self._coordinator = Coordinator({node: Path(d) for node, d in directories.items()}, self._destinations,
                                         backoff=backoff)
