@@ -32,3 +32,12 @@ def arrow_without_pandas() -> None:
         pa.array([0])  # the C++ converter's look
     finally:
         sys.meta_path.remove(finder)
+
+
+def release_arrow_memory() -> None:
+    """Hand the memory pyarrow's allocator keeps for reuse back to the system, after a set's work.
+
+    mimalloc (pyarrow's default pool) keeps freed pages for the next allocation; an actor that
+    handles one set at a time then stays at the size of its largest set's temporaries (the COPY
+    tuples, the stored-form tables) for good. Releasing costs ~1 ms a set."""
+    pa.default_memory_pool().release_unused()

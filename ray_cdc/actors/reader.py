@@ -19,7 +19,7 @@ from functools import partial
 
 import ray
 
-from ray_cdc.actors.process import arrow_without_pandas
+from ray_cdc.actors.process import arrow_without_pandas, release_arrow_memory
 from ray_cdc.pipeline.coordination import Assignment, Wait
 from ray_cdc.pipeline.fanout import Lanes
 
@@ -110,6 +110,8 @@ class ReaderActor:
             counts["change_sets"] += 1
             counts["rows"] += change_set.rows
             completed, start = change_set.completed, change_set.end
+            del change_set  # in the object store now: the decoder's buffers go back
+            release_arrow_memory()
         return lanes, completed
 
     def _make_room(self, lanes: Lanes, older: deque, counts: dict) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import ray
 
-from ray_cdc.actors.process import arrow_without_pandas
+from ray_cdc.actors.process import arrow_without_pandas, release_arrow_memory
 from ray_cdc.transforms import TransformedSet, Transformer, TransformSettings
 
 
@@ -48,4 +48,6 @@ class TransformActor:
         """Without the batches `transformed` already holds: the writer gets `transformed` beside it
         (`WriterActor.apply(..., shared=)`), so the object store holds each batch once, not once
         per destination."""
-        return self._transformer.for_destination(transformed, destination).without_batches_of(transformed)
+        own = self._transformer.for_destination(transformed, destination).without_batches_of(transformed)
+        release_arrow_memory()  # the temporaries of `prepare`
+        return own

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 
 import ray
 
-from ray_cdc.actors.process import arrow_without_pandas
+from ray_cdc.actors.process import arrow_without_pandas, release_arrow_memory
 from ray_cdc.commitlog.position import CommitLogPosition
 from ray_cdc.pipeline.scaling import SegmentRouter
 from ray_cdc.pipeline.writing import ApplyResult, DestinationWriter, RetryPolicy
@@ -50,6 +50,8 @@ class WriterActor:
         if shared is not None:
             change_set = change_set.with_batches_of(shared)
         result = self._writer.apply(node, change_set, start)
+        del change_set  # its buffers go back with the rest of the set's temporaries
+        release_arrow_memory()
         if result.offset is not None:
             ray.get(self._offsets.record.remote(self._name, result.offset))
             self._timings.committed(result.rows, time.perf_counter() - began)

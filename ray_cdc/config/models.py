@@ -217,8 +217,9 @@ class PipelineConfig(_Section):
     # per stage; with batch_bytes it bounds the memory in flight, so it is capped, not just > 0
     max_in_flight_batches: Annotated[Count, Field(le=1024)] = 4
     # the object store of a Ray that ray-cdc starts itself (pipeline/local_ray.py); null: Ray's own
-    # default (30% of RAM). 384 MiB holds the windows of three destinations at the default batch size.
-    object_store_memory: Annotated[ByteSize, Field(ge=100 * 1024 * 1024)] | None = 384 * 1024 * 1024
+    # default (30% of RAM). The windows are fitted to it (pipeline/fanout.fitted_window): 320 MiB
+    # holds 2 sets in flight for each of three destinations at the default batch size, 4 for one.
+    object_store_memory: Annotated[ByteSize, Field(ge=100 * 1024 * 1024)] | None = 320 * 1024 * 1024
     poll_interval: Duration = 1.0  # seconds between looks for new segments
     # What happens to a segment once every destination committed it. `keep` is the default because
     # it never destroys anything; with cdc_raw, Cassandra refuses CDC writes once it is full.

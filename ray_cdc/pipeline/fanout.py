@@ -19,10 +19,9 @@ from typing import Any, Generic, TypeVar
 #: and each spill worker is another process of ~250 MB), and the sets being read and transformed
 #: need room beside the windows
 STORE_SHARE = 0.6
-#: a destination's own part of a set (its prepared form: COPY rows, stored-form tables) is about
-#: twice the set's Arrow batches (measured on the wide workload: 32 MiB for PostgreSQL, 27 MiB
-#: for ClickHouse, for a set of 16 MiB)
-PREPARED_FACTOR = 2
+#: a destination's own part of a set (its prepared form) next to the set's Arrow batches, at most
+#: (measured on the wide workload, for a set of 16 MiB: PostgreSQL 15 MiB, ClickHouse 27 MiB)
+PREPARED_FACTOR = 1.5
 
 
 def fitted_window(requested: int, destinations: int, batch_bytes: int, store_bytes: float | None,

@@ -551,6 +551,31 @@ def test_prepare_is_connection_free_and_write_prepared_applies_it(postgres_serve
         dest.close()
 
 
+def test_a_prepared_batch_carries_its_encoded_values_once(postgres_server):
+    """What a transform actor sends a PostgreSQL writer: the direct path's COPY tuples are built in
+    the writer from the encoded fields the staged fallback shares, so the prepared batch is about
+    the size of the batch (it was twice that), and still takes the direct path there."""
+    import pickle
+
+    t = _table()
+    decoded = [DecodedMutation(CommitLogPosition(7, 10 * i), mb(t, i).insert(
+        {"a": i, "b": f"p{i % 7}"}, {"x": f"value {i} " * 4, "y": i}, timestamp=BASE + i).mutation())
+        for i in range(2000)]
+    (tbl, batch), = list(arrow_batches(decoded))
+    schema = "t_" + uuid.uuid4().hex[:10]
+    dest = PostgresDestination(postgres_server.dsn, name=schema, schema=schema)
+    dest.open()
+    try:
+        sent = pickle.dumps(dest.prepare(tbl, batch), protocol=5)
+        assert len(sent) < 1.25 * len(pickle.dumps(batch, protocol=5))
+        result = dest.write_prepared(pickle.loads(sent), [Offset("n", 7, 20_000)])
+        assert (result.rows, result.rejected, dest.paths["direct"]) == (2000, [], 1)
+        rows = live(dest, t)
+        assert len(rows) == 2000
+    finally:
+        dest.close()
+
+
 def test_new_keys_and_existing_keys_in_one_batch(destination):
     """The plain-INSERT path is taken only when no staged key exists: a batch mixing new and existing
     keys (and a duplicate inside the batch) goes through the upsert and still merges per column."""
