@@ -31,7 +31,7 @@ from uuid import UUID
 
 from ray_cdc.commitlog.changes import Change, changes_of
 from ray_cdc.commitlog.legacy_mutation import parse_mutation
-from ray_cdc.commitlog.legacy_rows import LegacyShapeError, to_partition_update
+from ray_cdc.commitlog.legacy_rows import LegacyShapeError, UnknownColumnError, to_partition_update
 from ray_cdc.commitlog.legacy_segment import (
     LegacyReadReport,
     LegacySegmentReader,
@@ -160,7 +160,7 @@ class LegacyCommitLogReader:
             for update in parsed.updates:
                 table = self._table(update.cf_id, at, summary, path, entry.start)
                 if table is not None:
-                    updates.append(to_partition_update(table, parsed.key, update))
+                    updates.append(self._partition_update(table, parsed.key, update, at))
         except (MutationDecodeError, LegacyShapeError, ValueCodecError) as exc:
             error = exc if isinstance(exc, MutationDecodeError) else MutationDecodeError(
                 f"2.x mutation does not fit its schema: {exc}", path=path, position=entry.start)
@@ -173,6 +173,17 @@ class LegacyCommitLogReader:
             return None
         summary.mutations += 1
         return LegacyDecodedMutation(entry.position, Mutation(updates))
+
+    def _partition_update(self, table, key: bytes, update, at: int):
+        """A column the schema lacks was added on the cluster after the schema was loaded: the
+        registry loads it again (rate-limited) and the update is decoded with the new schema; a
+        column still unknown then stays an UnknownColumnError (undecodable, naming table and column)."""
+        try:
+            return to_partition_update(table, key, update)
+        except UnknownColumnError as exc:
+            if not self.registry.reload_for(table.id, exc.column):
+                raise
+        return to_partition_update(self.registry.get(table.id, at) or table, key, update)
 
     def _table(self, cf_id: UUID, at: int, summary, path: str, position: int):
         table = self.registry.get(cf_id, at)

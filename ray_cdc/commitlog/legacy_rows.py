@@ -64,6 +64,15 @@ class LegacyShapeError(ValueError):
     """A cell or tombstone a CQL table of this schema cannot hold (the caller adds file and position)."""
 
 
+class UnknownColumnError(LegacyShapeError):
+    """A cell names a column the table's schema lacks: a schema older than the data (`ALTER TABLE
+    ... ADD` since it was loaded), which the caller may load again."""
+
+    def __init__(self, table: TableSchema, column: str):
+        super().__init__(f"{table.qualified_name} has no column {column!r} (schema older than the data?)")
+        self.table, self.column = table, column
+
+
 class _RowParts:
     """Everything one mutation writes to one CQL row (or the static row)."""
 
@@ -159,7 +168,7 @@ def _column_name(table: TableSchema, raw: bytes, static: bool, *, complex_: bool
         raise LegacyShapeError(f"column name 0x{raw.hex()} is not UTF-8") from None
     column = table.column(name)
     if column is None:
-        raise LegacyShapeError(f"{table.qualified_name} has no column {name!r} (schema older than the data?)")
+        raise UnknownColumnError(table, name)
     if column.kind.value not in ("static", "regular"):
         raise LegacyShapeError(f"a cell of primary key column {name!r}")
     if complex_ is not None and column.is_complex != complex_:

@@ -45,7 +45,9 @@ class ReaderFactory:
         from ray_cdc.commitlog.reader import CommitLogReader
         from ray_cdc.schema.registry import SchemaRegistry
 
-        return CommitLogReader(SchemaRegistry(self._tables()), keystore=self._keystore(node),
+        # a live cluster's tables change while the run follows it: columns the schema lacks reload it
+        reload = self._tables if self.schema.kind == "cassandra" else None
+        return CommitLogReader(SchemaRegistry(self._tables(), reload=reload), keystore=self._keystore(node),
                                schema_from_log=self.schema.kind == "from_log")
 
     def _tables(self):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import bisect
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from uuid import UUID
 
 from ray_cdc.schema.model import TableSchema
@@ -13,6 +14,9 @@ log = logging.getLogger(__name__)
 
 #: `since` of schemas whose start is unknown (from a DDL file or a live cluster): valid from the start
 BEGINNING = -(1 << 63)
+
+#: seconds between two loads of the tables from their source (a live cluster) on unknown columns
+RELOAD_INTERVAL = 1.0
 
 
 class SchemaRegistry:
@@ -23,10 +27,18 @@ class SchemaRegistry:
     §16 item 2), never guessed among several.
     """
 
-    def __init__(self, tables: Iterable[TableSchema] = ()):
+    def __init__(self, tables: Iterable[TableSchema] = (), *,
+                 reload: Callable[[], Iterable[TableSchema]] | None = None,
+                 reload_interval: float = RELOAD_INTERVAL, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        """`reload`: loads the tables again from where they came from (a live cluster, whose tables
+        change by `ALTER TABLE` while a run follows it), called by `reload_for`."""
         self._versions: dict[UUID, list[tuple[int, TableSchema]]] = {}
         self._dropped: dict[UUID, int] = {}
         self._unbound: list[TableSchema] = []
+        self._reload, self._interval, self._clock, self._sleep = reload, reload_interval, clock, sleep
+        self._reloaded: float | None = None  # clock() of the last reload
+        self._missing: dict[tuple[UUID, str], float] = {}  # still unknown after the reload at that time
         for table in tables:
             self.add(table)
 
@@ -73,6 +85,34 @@ class SchemaRegistry:
             if table.keyspace == keyspace and table.name == name:
                 return table
         return None
+
+    def reload_for(self, table_id: UUID, column: str) -> bool:
+        """Loads the tables again because data names `column`, which `table_id`'s latest schema
+        lacks (an `ALTER TABLE ... ADD` after this registry was loaded). True when a reload was
+        made; False when there is no source to reload from, or a reload since the interval began
+        already lacked the column (data naming an unknown column costs one load per interval, not one
+        per mutation). A first sighting waits out the interval rather than be refused: the ALTER may
+        have come right after the last load."""
+        if self._reload is None:
+            return False
+        now = self._clock()
+        missing_since = self._missing.get((table_id, column))
+        if missing_since is not None and now - missing_since < self._interval:
+            return False
+        if self._reloaded is not None and now - self._reloaded < self._interval:
+            self._sleep(self._interval - (now - self._reloaded))
+        for table in self._reload():
+            # the cluster's schema is the latest: in force from the start, after every earlier version
+            self.add(table)
+        self._reloaded = self._clock()
+        latest = self.get(table_id)
+        if latest is None or latest.column(column) is None:
+            self._missing[(table_id, column)] = self._reloaded
+        else:
+            self._missing.pop((table_id, column), None)
+        log.info("schema reloaded: data names column %r of table %s, unknown before", column,
+                 latest.qualified_name if latest is not None else table_id)
+        return True
 
     def _bind_unbound(self, table_id: UUID) -> TableSchema | None:
         if len(self._unbound) != 1:
