@@ -80,6 +80,28 @@ def discover_segments(node: str, directory: Path) -> list[SegmentRef]:
     return sorted(found)
 
 
+Listing = frozenset  # of (node, file name, size, mtime_ns): what `directory_listing` saw
+
+
+def directory_listing(directories: Mapping[str, Path]) -> Listing | None:
+    """Every segment and CDC index file of the nodes' directories with its size and modification
+    time; None when a directory cannot be seen from here (a Cassandra host's, on a cluster).
+
+    Equal listings mean nothing was added, written or completed in between: a following run need
+    not start a pass (its actors) to find that out."""
+    seen = set()
+    for node, directory in directories.items():
+        if not directory.is_dir():
+            return None
+        for path in directory.glob("CommitLog-*"):
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue  # retired meanwhile
+            seen.add((node, path.name, stat.st_size, stat.st_mtime_ns))
+    return frozenset(seen)
+
+
 def resume_position(segment: SegmentRef, committed: Mapping[str, Mapping[str, Offset]],
                     destinations: Iterable[str] | None = None) -> CommitLogPosition | None:
     """Where a reader resumes a segment: after the *lowest* offset any of `destinations` (default:

@@ -24,6 +24,7 @@ from ray_cdc.destinations.clickhouse.ddl import PURGE_GRACE
 from ray_cdc.destinations.postgres.expiry import expiry_jobs
 from ray_cdc.observability.service import health_api
 from ray_cdc.observability.view import PipelineView
+from ray_cdc.pipeline.coordination import directory_listing
 from ray_cdc.pipeline.distributed import NodeSource, RayRunSummary, replicate_available_on_ray
 from ray_cdc.pipeline.scaling import ScalingSettings, WriterBounds
 from ray_cdc.pipeline.snapshot import snapshot_before_cdc
@@ -198,7 +199,17 @@ def _passes(config: Config, factories: dict, view: PipelineView, dead_letters: D
                                    run_id=f"{run_name}-snapshot")
     if snapshot is not None and snapshot.stopped:
         return passes
+    directories = {s.name: s.commitlog_dir for s in config.sources}
+    listing = None  # the directories as the last pass started with them
     while True:
+        found = directory_listing(directories)
+        if passes and found is not None and found == listing:
+            # nothing added, written or completed since the last pass, which left nothing to do:
+            # starting its actors again (a process each) would only find that out
+            if stop.wait(config.pipeline.poll_interval):
+                return passes
+            continue
+        listing = found
         pass_id = f"{run_name}-{len(passes) + 1}"  # the pass's actors are named <pass_id>:<role>
         view.pass_started(pass_id)
         try:
