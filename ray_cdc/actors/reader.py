@@ -32,7 +32,7 @@ STOP_POLL = 0.2
 @ray.remote
 class ReaderActor:
     def __init__(self, reader_id: str, node: str, reader_factory: Callable, coordinator, writer_pool,
-                 *, max_in_flight: int = 4, batch_rows: int = 65536, batch_bytes: int = 16 << 20,
+                 *, max_in_flight: int = 4, batch_rows: int = 32768, batch_bytes: int = 8 << 20,
                  tables=None, transformer=None):
         arrow_without_pandas()
         self._id, self._node = reader_id, node

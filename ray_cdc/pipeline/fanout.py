@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar
 #: share of an object store the windows may fill: Ray spills objects to disk above 80% of it (slow,
 #: and each spill worker is another process of ~250 MB), and the sets being read and transformed
 #: need room beside the windows
-STORE_SHARE = 0.6
+STORE_SHARE = 0.7
 #: a destination's own part of a set (its prepared form) next to the set's Arrow batches, at most
 #: (measured on the wide workload, for a set of 16 MiB: PostgreSQL 15 MiB, ClickHouse 27 MiB)
 PREPARED_FACTOR = 1.5

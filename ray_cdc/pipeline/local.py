@@ -31,8 +31,8 @@ def replicate_available(
     reader_factory: Callable[[str], CommitLogReader],
     writers: Mapping[str, DestinationWriter],
     *,
-    batch_rows: int = 65536,
-    batch_bytes: int = 16 << 20,
+    batch_rows: int = 32768,
+    batch_bytes: int = 8 << 20,
     retention: Retention = "keep",
     archive_dir: Path | None = None,
 ) -> ReplicationSummary:

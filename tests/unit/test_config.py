@@ -74,8 +74,8 @@ def test_defaults(write, tmp_path):
     config = load(write, MINIMAL)
     state = tmp_path / "ray-cdc-state"  # beside the config file, wherever the command runs
     p = config.pipeline
-    assert (p.batch_rows, p.batch_bytes, p.max_in_flight_batches) == (65536, 16 << 20, 4)
-    assert p.object_store_memory == 384 << 20
+    assert (p.batch_rows, p.batch_bytes, p.max_in_flight_batches) == (32768, 8 << 20, 4)
+    assert p.object_store_memory == 256 << 20
     assert (p.transform_stage, p.coalesce) == (True, True)
     assert (p.poll_interval, p.segment_retention, p.archive_dir, p.state_dir) == (1.0, "keep", None, state)
     assert config.sources[0].ray_resource == "cassandra-node-n1"

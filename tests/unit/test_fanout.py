@@ -89,13 +89,14 @@ MiB = 1 << 20
 
 
 def test_windows_shrink_so_every_destinations_sets_fit_the_object_store():
-    store = 384 * MiB
+    store = 256 * MiB
     assert fitted_window(4, 1, 16 * MiB, store) == 4  # one destination: the requested window fits
     three = fitted_window(4, 3, 16 * MiB, store)
     assert three == 2  # three destinations at the requested 4 would need 352 MiB
     # what the windows hold at most (batches once, each destination's part 1.5 times their size)
     # fits the share of the store left for them
     assert three * 16 * MiB * (1 + 1.5 * 3) <= store * STORE_SHARE
+    assert fitted_window(4, 3, 8 * MiB, store) == 4  # the default sets, half the size: all four fit
     assert fitted_window(4, 3, 16 * MiB, store, readers=3) == 1  # three readers feed the writers' store
     assert fitted_window(4, 3, 64 * MiB, 100 * MiB) == 1  # never below one set
     assert fitted_window(8, 3, 16 * MiB, None) == 8  # store unknown: as configured
