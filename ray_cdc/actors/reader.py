@@ -13,7 +13,8 @@ a segment is reported finished to the coordinator only once every destination an
 from __future__ import annotations
 
 import time
-from collections import deque
+import uuid
+from collections import Counter, deque
 from collections.abc import Callable
 from functools import partial
 
@@ -46,6 +47,10 @@ class ReaderActor:
         self._batch = {"max_rows": batch_rows, "max_bytes": batch_bytes}
         self._tables = tables  # `matches(keyspace, table)`: the replicated tables (None: all)
         self._stop_checked, self._stopping = 0.0, False
+        # each writer loads this reader's sets in the order they were sent (`OrderedWorker` turns);
+        # a restarted reader is a new caller, numbering from 0 again
+        self._caller = f"{reader_id}:{uuid.uuid4().hex[:8]}"
+        self._turns: Counter = Counter()
 
     def run_available(self) -> dict:
         """Read every segment the coordinator has for this node; returns counts.
@@ -136,12 +141,21 @@ class ReaderActor:
 
     def _submit(self, writers: dict, name: str, item):
         ref, start = item
+        writer = writers[name]
+        turn = self._turn(writer, name)
         if self._transformer is None:
-            return writers[name].apply.remote(self._node, ref, start)
+            return writer.apply.remote(self._node, ref, start, turn=turn)
         # refs are handed on, the data goes actor to actor; the common set travels beside the
         # destination's own part, so each batch is stored once however many destinations there are
         own = self._transformer.for_destination.remote(ref, name)
-        return writers[name].apply.remote(self._node, own, start, ref)
+        return writer.apply.remote(self._node, own, start, ref, turn=turn)
+
+    def _turn(self, writer, name: str) -> tuple[str, int]:
+        """This reader's next turn at `writer` (counted per writer: a pool routes segments to several)."""
+        key = getattr(writer, "_actor_id", name)
+        n = self._turns[key]
+        self._turns[key] += 1
+        return self._caller, n
 
 
 def _done(refs: list) -> list:

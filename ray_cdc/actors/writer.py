@@ -1,18 +1,26 @@
-"""One writer actor per destination (logic in pipeline/writing.py)."""
+"""One writer actor per destination (logic in pipeline/writing.py).
+
+An asyncio actor: while one set loads into the destination (on the `OrderedWorker`'s thread, in
+the order each reader sent its sets), the next sets are received and their load payloads built
+(`warm`), so the destination and the writer work at the same time rather than in turn.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 
 import ray
 
 from ray_cdc.actors.process import arrow_without_pandas, release_arrow_memory
 from ray_cdc.commitlog.position import CommitLogPosition
+from ray_cdc.pipeline.ordered import OrderedWorker, Turn
 from ray_cdc.pipeline.scaling import SegmentRouter
-from ray_cdc.pipeline.writing import ApplyResult, DestinationWriter, RetryPolicy
+from ray_cdc.pipeline.writing import ApplyResult, DestinationWriter, RetryPolicy, warm
 
 APPLY_SECONDS_KEPT = 10_000  # the latest sets' apply times a writer keeps
 
@@ -38,24 +46,39 @@ class WriterActor:
         self._timings = CommitTimings()
         # recorded before the actor is ready: the coordinator's first scan reads them
         ray.get([self._offsets.record.remote(name, offset) for offset in self._writer.start().values()])
+        self._loads = OrderedWorker(f"{name}-loads")
 
     def close(self) -> None:
         """Release the destination (chDB lets one process at a time open its directory)."""
+        self._loads.close()
         self._destination.close()
 
-    def apply(self, node: str, change_set, start: CommitLogPosition | None = None, shared=None) -> ApplyResult:
+    async def apply(self, node: str, change_set, start: CommitLogPosition | None = None, shared=None,
+                    turn: Turn | None = None) -> ApplyResult:
         """`shared`: the transform stage's common set, whose batches `change_set` left out
-        (`TransformActor.for_destination`)."""
-        began = time.perf_counter()
+        (`TransformActor.for_destination`). `turn`: (caller, n), the caller's n-th set for this
+        writer: sets load in that order (`OrderedWorker`); None: in the order they arrive.
+        Answers once the set is committed and its offset recorded."""
         if shared is not None:
             change_set = change_set.with_batches_of(shared)
-        result = self._writer.apply(node, change_set, start)
+        warm(change_set)  # the load's own CPU work, while the set before it loads
+        result, recorded = await asyncio.wrap_future(self._loads.submit(
+            partial(self._load, node, change_set, start), turn))
         del change_set  # its buffers go back with the rest of the set's temporaries
         release_arrow_memory()
-        if result.offset is not None:
-            ray.get(self._offsets.record.remote(self._name, result.offset))
-            self._timings.committed(result.rows, time.perf_counter() - began)
+        if recorded is not None:
+            await recorded
         return result
+
+    def _load(self, node: str, change_set, start):
+        """On the loads' thread: apply the set, then send its offset to the offset actor (in the
+        order of the commits; `apply` answers once it is recorded)."""
+        began = time.perf_counter()
+        result = self._writer.apply(node, change_set, start)
+        if result.offset is None:
+            return result, None
+        self._timings.committed(result.rows, time.perf_counter() - began)
+        return result, self._offsets.record.remote(self._name, result.offset)
 
     def timings(self) -> dict:
         """When this writer committed its first and last set (wall clock) and how many rows."""
@@ -69,8 +92,8 @@ class CommitTimings:
     last: float | None = None
     rows: int = 0
     sets: int = 0
-    # per committed set, seconds from the apply call to its offset recorded (its wait in the actor's
-    # queue not included), for benchmarks/harness.py's latency percentiles; bounded, as a writer of a
+    # per committed set, seconds its load took (from its turn to its commit; its wait for the sets
+    # before it not included), for benchmarks/harness.py's latency percentiles; bounded, as a writer of a
     # long run commits sets without end
     apply_seconds: deque = field(default_factory=lambda: deque(maxlen=APPLY_SECONDS_KEPT))
 

@@ -153,6 +153,15 @@ def table_batches(change_set) -> list[TableBatch]:
     return [TableBatch(t, b) for t, b in change_set.batches]
 
 
+def warm(change_set) -> None:
+    """Do now the CPU work a destination's prepared batches left for load time (`warm()`, when they
+    have it), so that it runs beside the load of the set before (actors/writer.py)."""
+    for item in table_batches(change_set):
+        ready = getattr(item.prepared, "warm", None)
+        if ready is not None:
+            ready()
+
+
 class _Unset:
     pass
 

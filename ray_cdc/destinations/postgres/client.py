@@ -449,6 +449,17 @@ class Prepared:
     rows: int
     events: dict[int, int]  # row changes per segment id (the offsets' event counts)
 
+    def warm(self) -> None:
+        """Build the direct path's COPY tuples (deferred to the writer: staging.Direct) before the
+        load, while the writer's connection is busy with the set before. Not for a batch with
+        tombstones: it takes the staged merge (`_write_direct`)."""
+        stages = self.staged.stages()
+        if any(k in _TOMBSTONE_KINDS for k in stages):
+            return
+        for stage in stages.values():
+            if stage.direct is not None:
+                stage.direct.payload  # noqa: B018 - builds and keeps it
+
 
 def prepare_batch(names: TableNames, batch: pa.RecordBatch) -> Prepared:
     counts = pc.value_counts(batch.column("_segment_id"))
