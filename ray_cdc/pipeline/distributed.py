@@ -35,9 +35,9 @@ from ray_cdc.actors.reader import ReaderActor
 from ray_cdc.actors.transformer import TransformActor, TransformerFactory
 from ray_cdc.pipeline.coordination import Retention
 from ray_cdc.pipeline.fanout import fitted_window
+from ray_cdc.pipeline.retry import Backoff, RetryPolicy
 from ray_cdc.pipeline.scaling import ScalingSettings
 from ray_cdc.pipeline.writer_fleet import WriterFleet, WriterSpec, merged_timings
-from ray_cdc.pipeline.writing import RetryPolicy
 from ray_cdc.transforms import TransformSettings
 
 log = logging.getLogger(__name__)
@@ -67,16 +67,6 @@ class RayRunSummary:
     peak_writers: dict[str, int] = field(default_factory=dict)  # destination -> most writers at once
     writer_sets: dict[str, list[int]] = field(default_factory=dict)  # destination -> sets each writer committed
     scaling: list[dict] = field(default_factory=list)  # every change of a writer count (`WriterFleet.events`)
-
-
-@dataclass(frozen=True)
-class _Backoff:
-    """The coordinator's waits before handing a deferred segment back (a picklable factory)."""
-
-    policy: RetryPolicy
-
-    def __call__(self):
-        return self.policy.ceilings()
 
 
 def _beside_driver() -> dict:
@@ -137,7 +127,7 @@ def replicate_available_on_ray(
                         {node: s.directory for node, s in sources.items()})
     coordinator = CoordinatorActor.options(name=f"{run_id}:coordinator", **RESTARTABLE, **beside_driver).remote(
         {node: str(s.directory) for node, s in sources.items()}, offsets, list(destination_factories),
-        retention, str(archive_dir) if archive_dir else None, _Backoff(policy))
+        retention, str(archive_dir) if archive_dir else None, Backoff(policy))
     summary = RayRunSummary(started=started)
     transformers = {}
     if transforms is not None:  # one per node, beside its reader: the sets do not cross the network

@@ -18,7 +18,7 @@ import ray
 from ray_cdc.commitlog.reader import CommitLogReader
 from ray_cdc.destinations.postgres import PostgresDestination
 from ray_cdc.pipeline.distributed import NodeSource, replicate_available_on_ray
-from ray_cdc.pipeline.run import DestinationFactory
+from ray_cdc.pipeline.factories import DestinationFactory
 from ray_cdc.pipeline.writing import RetryPolicy
 from ray_cdc.schema.registry import SchemaRegistry
 from tests.integration.pipeline_checks import (  # noqa: F401  (replica_nodes: module fixture)

@@ -22,7 +22,7 @@ from ray_cdc.commitlog.segment_writer import SegmentWriter
 from ray_cdc.dlq import DeadLetter, DeadLetterFilter, FileDeadLetterStore, PostgresDeadLetterStore
 from ray_cdc.dlq.replay import Replayer
 from ray_cdc.dlq.table_schema import with_table_schema
-from ray_cdc.pipeline.run import DestinationFactory
+from ray_cdc.pipeline.factories import DestinationFactory
 from ray_cdc.pipeline.writing import DestinationWriter, RetryPolicy
 from ray_cdc.schema.registry import SchemaRegistry
 from tests.integration.pipeline_checks import assert_clickhouse_equals_oracle, assert_postgres_equals_oracle

@@ -17,8 +17,7 @@ import psycopg
 import pytest
 
 from ray_cdc.config.loader import load_config
-from ray_cdc.pipeline.run import ReaderFactory
-
+from ray_cdc.pipeline.factories import ReaderFactory
 from tests.integration.test_live_replication import (  # noqa: F401 - node and state are fixtures
     all_segments_done,
     archive_everything,

@@ -26,7 +26,8 @@ from ray_cdc.config.models import Config
 from ray_cdc.destinations.clickhouse import ClickHouseDestination
 from ray_cdc.dlq import DeadLetterFilter
 from ray_cdc.pipeline.distributed import NodeSource, replicate_available_on_ray
-from ray_cdc.pipeline.run import DeadLetterFactory, DestinationFactory, transform_settings
+from ray_cdc.pipeline.factories import DeadLetterFactory, DestinationFactory
+from ray_cdc.pipeline.run import transform_settings
 from ray_cdc.schema.model import ColumnKind, ColumnSchema, TableSchema
 from ray_cdc.schema.registry import SchemaRegistry
 from ray_cdc.schema.types import parse_cql_type

@@ -28,7 +28,7 @@ from ray_cdc.commitlog.reader import CommitLogReader
 from ray_cdc.commitlog.workload import DEFAULT_MIX, demo_tables, generate
 from ray_cdc.destinations.postgres import PostgresDestination
 from ray_cdc.pipeline.distributed import NodeSource, replicate_available_on_ray
-from ray_cdc.pipeline.run import DestinationFactory
+from ray_cdc.pipeline.factories import DestinationFactory
 from ray_cdc.schema.cql import load_cql_schema
 from ray_cdc.schema.registry import SchemaRegistry
 from tests.integration.pipeline_checks import assert_postgres_and_clickhouse_equal_oracle

@@ -14,7 +14,7 @@ from ray_cdc.commitlog.position import CommitLogPosition
 from ray_cdc.commitlog.reader import ChangeSet, CommitLogReader
 from ray_cdc.destinations.postgres import PostgresDestination
 from ray_cdc.pipeline.distributed import NodeSource, replicate_available_on_ray
-from ray_cdc.pipeline.run import DestinationFactory
+from ray_cdc.pipeline.factories import DestinationFactory
 from ray_cdc.schema.registry import SchemaRegistry
 from ray_cdc.transforms import TransformSettings
 from tests.integration.pipeline_checks import assert_postgres_equals_oracle

@@ -16,7 +16,7 @@ from ray_cdc.destinations.postgres import PostgresDestination
 from ray_cdc.destinations.postgres.errors import classify
 from ray_cdc.errors import TransientDestinationError
 from ray_cdc.pipeline.distributed import NodeSource, replicate_available_on_ray
-from ray_cdc.pipeline.run import DestinationFactory
+from ray_cdc.pipeline.factories import DestinationFactory
 from ray_cdc.pipeline.scaling import ScalingSettings, WriterBounds
 from ray_cdc.schema.registry import SchemaRegistry
 from tests.integration.pipeline_checks import (  # noqa: F401  (replica_nodes: module fixture)
