@@ -108,10 +108,11 @@ class ReaderActor:
                 break
             if older:
                 self._make_room(lanes, older, counts)
-            ref = ray.put(change_set)
+            ref, parts = ray.put(change_set), None
             if self._transformer is not None:  # once per set: the steps every destination shares
                 ref = self._transformer.common.remote(ref)
-            lanes.send((ref, start))
+                parts = self._parts(ref, lanes.attached())
+            lanes.send((ref, start, parts))
             counts["change_sets"] += 1
             counts["rows"] += change_set.rows
             completed, start = change_set.completed, change_set.end
@@ -139,16 +140,21 @@ class ReaderActor:
             self._stopping = ray.get(self._coordinator.stopping.remote())
         return self._stopping
 
+    def _parts(self, common, destinations: list[str]) -> dict:
+        """Each destination's own part of a transformed set (one transform task for all of them)."""
+        refs = self._transformer.for_destinations.options(num_returns=len(destinations)).remote(
+            common, destinations)
+        return dict(zip(destinations, refs if len(destinations) > 1 else [refs], strict=True))
+
     def _submit(self, writers: dict, name: str, item):
-        ref, start = item
+        ref, start, parts = item
         writer = writers[name]
         turn = self._turn(writer, name)
-        if self._transformer is None:
+        if parts is None:
             return writer.apply.remote(self._node, ref, start, turn=turn)
         # refs are handed on, the data goes actor to actor; the common set travels beside the
         # destination's own part, so each batch is stored once however many destinations there are
-        own = self._transformer.for_destination.remote(ref, name)
-        return writer.apply.remote(self._node, own, start, ref, turn=turn)
+        return writer.apply.remote(self._node, parts[name], start, ref, turn=turn)
 
     def _turn(self, writer, name: str) -> tuple[str, int]:
         """This reader's next turn at `writer` (counted per writer: a pool routes segments to several)."""

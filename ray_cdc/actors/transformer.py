@@ -51,3 +51,13 @@ class TransformActor:
         own = self._transformer.for_destination(transformed, destination).without_batches_of(transformed)
         release_arrow_memory()  # the temporaries of `prepare`
         return own
+
+    def for_destinations(self, transformed: TransformedSet, destinations: list[str]):
+        """`for_destination` of each of `destinations`, in one task (call it with
+        `num_returns=len(destinations)`): destinations that load the same prepared form share its
+        preparation (`Transformer.for_destinations`). One part: returned as is, not as a tuple."""
+        parts = self._transformer.for_destinations(transformed, destinations)
+        own = tuple(parts[d].without_batches_of(transformed) for d in destinations)
+        del parts
+        release_arrow_memory()
+        return own[0] if len(own) == 1 else own

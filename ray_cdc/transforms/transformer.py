@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -95,12 +95,40 @@ class Transformer:
 
     def for_destination(self, transformed: TransformedSet, destination: str) -> TransformedSet:
         """Masking, then the destination's `prepare` (when it has one)."""
-        prepare = getattr(self.preparers.get(destination), "prepare", None) if self.settings.prepare else None
-        items = []
-        for item in transformed.items:
-            table, batch = self.mask(item.batch, item.table, destination)
-            prepared = prepare(table, batch) if prepare is not None and batch.num_rows else None
-            items.append(TableBatch(table, batch, prepared))
-        return TransformedSet(transformed.segment_id, transformed.end, transformed.completed, items,
-                              transformed.input_rows)
+        return self.for_destinations(transformed, [destination])[destination]
 
+    def for_destinations(self, transformed: TransformedSet, destinations: Sequence[str]) -> dict[str, TransformedSet]:
+        """`for_destination` of each destination. A destination whose batch is the same as an earlier
+        one's (no masking between them) takes that one's prepared form when its preparer can use it
+        (`prepare_from`: a TimescaleDB destination that of a PostgreSQL one, which differ only in
+        the tables they name), instead of preparing the same rows again."""
+        done: list[tuple[pa.RecordBatch, Any]] = []  # (batch, prepared) of this set
+        parts = {}
+        for destination in destinations:
+            preparer = self.preparers.get(destination) if self.settings.prepare else None
+            items = []
+            for item in transformed.items:
+                table, batch = self.mask(item.batch, item.table, destination)
+                prepared = None
+                if preparer is not None and callable(getattr(preparer, "prepare", None)) and batch.num_rows:
+                    prepared = _reused(preparer, table, batch, done)
+                    if prepared is None:
+                        prepared = preparer.prepare(table, batch)
+                    done.append((batch, prepared))
+                items.append(TableBatch(table, batch, prepared))
+            parts[destination] = TransformedSet(transformed.segment_id, transformed.end, transformed.completed,
+                                                items, transformed.input_rows)
+        return parts
+
+
+def _reused(preparer, table, batch: pa.RecordBatch, done: list) -> Any:
+    """The prepared form of `batch` for `preparer` made from one already prepared, or None."""
+    reuse = getattr(preparer, "prepare_from", None)
+    if reuse is None:
+        return None
+    for earlier_batch, earlier in done:
+        if earlier_batch is batch:
+            prepared = reuse(earlier, table)
+            if prepared is not None:
+                return prepared
+    return None

@@ -356,3 +356,63 @@ def test_transformer_factory_builds_the_masker_where_it_runs():
     assert "a@x.org" not in str(out.items[0].batch.to_pylist())
     with pytest.raises(MaskingError, match="pg not among the destinations"):
         TransformerFactory(TransformSettings(masking=masking), {"ch": lambda: None})()
+
+
+def _copy_bytes(prepared) -> dict:
+    """Every stage's COPY payload (the direct path's too), as bytes."""
+    out = {}
+    for key, stage in prepared.staged.stages().items():
+        stage.materialize()
+        out[key] = b"".join(bytes(c) for c in stage.payload.chunks(0, len(stage.payload)))
+        if stage.direct is not None:
+            out[key + ":direct"] = b"".join(bytes(c) for c in stage.direct.payload.chunks(0, len(stage.direct.payload)))
+    return out
+
+
+def test_a_timescaledb_destination_takes_the_postgresql_preparation_of_the_same_rows():
+    """PostgreSQL and TimescaleDB load the same COPY payloads into differently named tables: the rows
+    are prepared once, and what the second one gets is what its own `prepare` makes."""
+    from ray_cdc.destinations.postgres import PostgresDestination
+    from ray_cdc.destinations.timescaledb import TimescaleDbDestination
+
+    pg = PostgresDestination("postgresql://nowhere/db", name="pg", schema="bpg")  # never opened
+    ts = TimescaleDbDestination("postgresql://nowhere/db", name="ts", schema="bts")
+    calls = []
+
+    class Counting:
+        def __init__(self, destination):
+            self.destination = destination
+
+        def prepare(self, table, batch):
+            calls.append(self.destination.name)
+            return self.destination.prepare(table, batch)
+
+        def prepare_from(self, other, table):
+            return self.destination.prepare_from(other, table)
+
+    transformer = Transformer(TransformSettings(), preparers={"pg": Counting(pg), "ts": Counting(ts)})
+    change_set = ChangeSet(7, CommitLogPosition(7, 103), [(VISITS, visits_batch())], completed=True)
+    common = transformer.common(change_set)
+    parts = transformer.for_destinations(common, ["pg", "ts"])
+    assert calls == ["pg"]
+    pg_prepared, ts_prepared = parts["pg"].items[0].prepared, parts["ts"].items[0].prepared
+    assert (pg_prepared.names.schema, ts_prepared.names.schema) == ("bpg", "bts")
+    assert ts_prepared.staged is pg_prepared.staged
+    own = ts.prepare(parts["ts"].items[0].table, parts["ts"].items[0].batch)
+    assert own.names == ts_prepared.names and (own.rows, own.events) == (ts_prepared.rows, ts_prepared.events)
+    assert _copy_bytes(own) == _copy_bytes(ts_prepared)
+
+
+def test_a_destination_with_its_own_masking_prepares_its_own_rows():
+    from ray_cdc.destinations.postgres import PostgresDestination
+
+    settings = TransformSettings(masking=config(destinations={"pg": {"enabled": False}}))
+    pg = PostgresDestination("postgresql://nowhere/db", name="pg", schema="bpg")
+    other = PostgresDestination("postgresql://nowhere/db", name="masked", schema="masked")
+    transformer = Transformer(settings, mask=settings.mask(["pg", "masked"]), preparers={"pg": pg, "masked": other})
+    change_set = ChangeSet(7, CommitLogPosition(7, 103), [(VISITS, visits_batch())], completed=True)
+    parts = transformer.for_destinations(transformer.common(change_set), ["pg", "masked"])
+    pg_prepared, masked = parts["pg"].items[0].prepared, parts["masked"].items[0].prepared
+    assert masked.staged is not pg_prepared.staged
+    assert "a@x.org" not in str(parts["masked"].items[0].batch.to_pylist())
+    assert _copy_bytes(masked) != _copy_bytes(pg_prepared)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import psycopg
 import pyarrow as pa
@@ -226,6 +226,14 @@ class PostgresDestination:
     def prepare(self, table: TableSchema, batch: pa.RecordBatch) -> Prepared:
         """The connection-free half of `write`: type mapping, COPY payloads, rows refused up front."""
         return prepare_batch(names_for(table, self._schema), batch)
+
+    def prepare_from(self, other: object, table: TableSchema) -> Prepared | None:
+        """This destination's prepared form of a batch another PostgreSQL destination (TimescaleDB
+        included) prepared for the same table: the same COPY payloads, into this one's tables. None
+        when `other` is not such a form."""
+        if not isinstance(other, Prepared) or other.names.table != table:
+            return None
+        return replace(other, names=names_for(table, self._schema))
 
     def write(self, table: TableSchema, batch: pa.RecordBatch, offsets: list[Offset]) -> WriteResult:
         """Write `batch` against the tables as `ensure_table` made them for its schema: it is shaped to
