@@ -460,3 +460,104 @@ def test_composite_key_columns_are_refused_by_name():
     b = batch(table, lambda m: m.insert({"tags": [1, 2]}, {"a": "x"}, timestamp=10))
     with pytest.raises(FatalDestinationError, match="ray_cdc_t.frozen_key: primary key column tags"):
         ClickHouseDestination.prepare(table, b)
+
+
+# --- the stored keys a writer tracks (known_keys.py) ------------------------------------------------
+
+
+READ_BACK = "LIMIT 1 BY"  # the read of the stored rows of a batch's keys (TableStore.current)
+
+
+class RecordingClient:
+    """The destination's real chDB client, recording the SQL of its reads."""
+
+    def __init__(self, client):
+        self._client, self.reads = client, []
+
+    def query_arrow(self, sql, settings=None):
+        self.reads.append(sql)
+        return self._client.query_arrow(sql, settings)
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+def sharing(dest, **options) -> ClickHouseDestination:
+    """Another destination object on `dest`'s open chDB (a restarted writer: it knows nothing yet)."""
+    other = ClickHouseDestination(name=dest.name, **options)
+    other.client, other.offsets = RecordingClient(dest.client), dest.offsets
+    return other
+
+
+def test_a_batch_of_new_keys_is_not_read_back_and_a_stored_key_still_merges(dest):
+    table = table_of("tracked")
+    writer = sharing(dest)
+    writer.ensure_table(table)
+    writer.write(table, batch(table, *[functools.partial(_insert_row, i) for i in range(20)], position=10), [])
+    writer.write(table, batch(table, *[functools.partial(_insert_row, i) for i in range(20, 40)], position=40), [])
+    assert not [sql for sql in writer.client.reads if READ_BACK in sql]
+    # a partial update of a stored key is merged with its row, not written over it
+    writer.write(table, batch(table, lambda m: m.update({"ck": 25}, {"a": "newer"}, timestamp=20),
+                              lambda m: m.insert({"ck": 99}, {"a": "new", "b": 99}, timestamp=20), position=90), [])
+    assert len([sql for sql in writer.client.reads if READ_BACK in sql]) == 1
+    rows = rows_of(dest, table)
+    assert len(rows) == 41 and rows[25] == {"a": "newer", "b": 25} and rows[99] == {"a": "new", "b": 99}
+    assert stored_rows(dest, table) == 42  # the merged row of ck 25 beside its first version
+
+
+def test_a_restarted_writer_knows_the_keys_already_stored(dest):
+    table = table_of("tracked_restart")
+    first = sharing(dest)
+    first.ensure_table(table)
+    first.write(table, batch(table, *[functools.partial(_insert_row, i) for i in range(10)], position=10), [])
+    restarted = sharing(dest)  # its keys come from the table, not from `first`
+    restarted.write(table, batch(table, lambda m: m.update({"ck": 3}, {"b": 333}, timestamp=20), position=50), [])
+    assert rows_of(dest, table)[3] == {"a": "v3", "b": 333}
+
+
+def test_a_failed_insert_makes_the_writer_read_the_keys_again(dest, monkeypatch):
+    from ray_cdc.destinations.clickhouse.store import TableStore
+    from ray_cdc.errors import TransientDestinationError
+
+    table = table_of("tracked_failure")
+    writer = sharing(dest)
+    writer.ensure_table(table)
+    writer.write(table, batch(table, functools.partial(_insert_row, 1), position=10), [])
+    real = TableStore.insert
+
+    def lands_then_fails(self, suffix, data, token, settings=None):
+        real(self, suffix, data, token, settings)  # the rows are stored, the answer is lost
+        if suffix == "" and data.num_rows:
+            raise TransientDestinationError("connection reset after the insert", destination=dest.name)
+
+    monkeypatch.setattr(TableStore, "insert", lands_then_fails)
+    with pytest.raises(TransientDestinationError):
+        writer.write(table, batch(table, functools.partial(_insert_row, 2), position=20), [])
+    monkeypatch.setattr(TableStore, "insert", real)
+    writer.write(table, batch(table, lambda m: m.update({"ck": 2}, {"a": "updated"}, timestamp=30), position=30), [])
+    assert rows_of(dest, table) == {1: {"a": "v1", "b": 1}, 2: {"a": "updated", "b": 2}}
+
+
+@pytest.mark.parametrize("track_keys", [True, False], ids=["tracked", "read-back"])
+def test_demo_workload_matches_oracle_with_and_without_tracked_keys(dest, tmp_path, track_keys):
+    """The same full mix (static rows, deletes of every kind, collections) through a writer that
+    tracks its keys and one that reads every batch's keys back (a ClickHouse server's way)."""
+    keyspace = f"ray_cdc_keys_{'on' if track_keys else 'off'}"
+    writer = sharing(dest, track_keys=track_keys)
+    summary = generate(tmp_path / "segments", rows=2400, tables=demo_tables(keyspace), segment_size=1 << 20)
+    reader = CommitLogReader(SchemaRegistry(load_cql_schema(summary.schema_path)))
+    for table, record_batch in reader.arrow_batches(summary.segments, max_rows=300):
+        writer.ensure_table(table)
+        assert writer.write(table, record_batch, []).rejected == []
+    reads = [sql for sql in writer.client.reads if READ_BACK in sql]
+    now = datetime.now(timezone.utc)
+    states = expected_state(reader.changes(summary.segments))
+    for table in demo_tables(keyspace):
+        expected = expected_rows(table, states[table.qualified_name], now)
+        key_names = {c.name for c in (*table.partition_key, *table.clustering)}
+        actual = {k: {n: v for n, v in r.items() if not n.startswith("_") and n not in key_names}
+                  for k, r in live_rows(dest, table).items()}
+        assert set(actual) == set(expected), table.name
+        assert [k for k in expected if _normal(actual[k]) != _normal(expected[k])] == [], table.name
+    batches = sum(1 for _ in reader.arrow_batches(summary.segments, max_rows=300))
+    assert 0 < len(reads) < batches if track_keys else len(reads) >= batches - len(demo_tables(keyspace))

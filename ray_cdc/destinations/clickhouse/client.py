@@ -55,6 +55,12 @@ class ClickHouseClient:
             raise classify(exc, self.name) from None
 
     @property
+    def embedded(self) -> bool:
+        """chDB in this process: its directory is open in no other process, so this client's inserts
+        are all the tables get."""
+        return self.dsn.startswith("chdb://")
+
+    @property
     def raw(self):
         if self._client is None:
             self.connect()

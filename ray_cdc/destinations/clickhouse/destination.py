@@ -47,7 +47,10 @@ class ClickHouseDestination:
 
     def __init__(self, dsn: str = "chdb://./ray_cdc_clickhouse", *, name: str = "clickhouse",
                  database: str = "ray_cdc", dropped_columns: evolution.DroppedColumns = "keep",
-                 purge_grace: float = ddl.PURGE_GRACE):
+                 purge_grace: float = ddl.PURGE_GRACE, track_keys: bool | None = None):
+        """`track_keys`: keep the stored keys' hashes to skip reading back batches of new keys
+        (`known_keys.py`); None: where the engine is embedded (chDB), the one case where this
+        writer is known to make every insert."""
         self.name = name
         self._purge_grace = int(purge_grace)  # s an expired row stays stored (ddl.py: out-of-order changes)
         self.client = ClickHouseClient(dsn, name=name)
@@ -57,6 +60,7 @@ class ClickHouseDestination:
         self._conflicts: dict = {}  # table schema -> type changes this destination cannot take
         self._conflicts_seen: set = set()
         self._dropped_columns = dropped_columns  # "keep" or "drop" (evolution.py)
+        self._track_keys = track_keys
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
@@ -78,8 +82,12 @@ class ClickHouseDestination:
         layout = self._layout(table)
         store = self._stores.get(table.id)
         if store is None or store.table != layout:
-            store = self._stores[table.id] = TableStore(self.client, layout, self.name, self._purge_grace)
+            store = self._stores[table.id] = TableStore(self.client, layout, self.name, self._purge_grace,
+                                                        track_keys=self._tracks_keys())
         return store
+
+    def _tracks_keys(self) -> bool:
+        return self.client.embedded if self._track_keys is None else self._track_keys
 
     def _layout(self, table: TableSchema) -> TableSchema:
         """The layout batches of `table` are written with; read from system.columns once per version."""
@@ -160,6 +168,15 @@ def _offsets_token(offsets: list[Offset]) -> str:
 
 
 def _apply(store: TableStore, prepared: Prepared) -> None:
+    try:
+        _merge_and_insert(store, prepared)
+    except BaseException:
+        store.forget_keys()  # the insert may have landed or not: the tracked keys are unknown now
+        raise
+    store.inserted_uploaded_keys()
+
+
+def _merge_and_insert(store: TableStore, prepared: Prepared) -> None:
     table, token = store.table, prepared.token
     rows = prepared.rows
     has_keys, has_partitions = rows.num_rows > 0, prepared.partition_keys.num_rows > 0
@@ -167,7 +184,9 @@ def _apply(store: TableStore, prepared: Prepared) -> None:
     tombstones = store.tombstones(has_keys, has_partitions)
     tombstones.add_partition_rows(prepared.deleted_partitions, prepared.pk_names)
     tombstones.add_range_rows(prepared.deleted_ranges, prepared.pk_names, [c.name for c in table.clustering])
-    current = store.current(has_keys, has_partitions)
+    # new keys only (an insert workload): nothing stored to read and merge with
+    stored = store.may_hold_uploaded_keys(has_partitions) if has_keys else has_partitions
+    current = store.current(has_keys, has_partitions) if stored else store.schema.empty_table()
     direct, merged_rows = _split(prepared, current, tombstones)
     parts = [direct] if direct.num_rows else []
     if merged_rows.num_rows or current.num_rows:

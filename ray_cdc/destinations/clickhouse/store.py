@@ -10,12 +10,15 @@ are emptied and refilled per batch.
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ray_cdc.destinations.clickhouse import ddl
 from ray_cdc.destinations.clickhouse.cells import EXPIRY_COLUMN, EXPIRY_TYPE, STATE_COLUMN, STATE_TYPE
 from ray_cdc.destinations.clickhouse.client import ClickHouseClient
 from ray_cdc.destinations.clickhouse.forms import arrow_type, from_stored
+from ray_cdc.destinations.clickhouse.known_keys import KNOWN_KEYS_LIMIT, KnownKeys
 from ray_cdc.destinations.clickhouse.merge import EXP_TYPE, TS_TYPE
 from ray_cdc.destinations.clickhouse.tombstones import ClusteringOrder, Tombstones
 from ray_cdc.schema.model import TableSchema
@@ -37,7 +40,9 @@ def stored_schema(table: TableSchema) -> pa.Schema:
 
 class TableStore:
     def __init__(self, client: ClickHouseClient, table: TableSchema, destination: str = "clickhouse",
-                 purge_grace: int = ddl.PURGE_GRACE):
+                 purge_grace: int = ddl.PURGE_GRACE, *, track_keys: bool = False):
+        """`track_keys`: keep the stored keys' hashes (`known_keys.py`); only where every insert into
+        the table goes through this store."""
         self.client = client
         self.purge_grace = purge_grace
         self.table = table
@@ -49,6 +54,9 @@ class TableStore:
         self.parts_table = ddl.qualified(table, f"__parts_{destination}")
         self._created = False
         self._parts_filled: bool | None = None
+        self._track_keys = track_keys
+        self._known: KnownKeys | None = None
+        self._uploaded: np.ndarray | None = None  # the hashes of the keys uploaded last
 
     def create(self) -> None:
         for statement in ddl.table_statements(self.table, self.purge_grace) + ddl.scratch_statements(
@@ -68,6 +76,45 @@ class TableStore:
             self.client.insert_arrow(self.keys_table, keys)
         if partitions.num_rows:
             self.client.insert_arrow(self.parts_table, partitions)
+
+    def may_hold_uploaded_keys(self, has_partitions: bool) -> bool:
+        """False when none of the uploaded keys is stored (so `current` would find nothing); True
+        when some may be, or when that is not known (keys not tracked, or partitions uploaded)."""
+        self._uploaded = None
+        if not self._track_keys or has_partitions:
+            return True
+        known = self._known if self._known is not None else self._load_known()
+        if known is None:
+            return True
+        hashes = self.client.query_arrow(f"SELECT {self._key_hash()} AS h FROM {self.keys_table}").column("h")
+        if hashes.null_count:  # a NULL in a key (a static row): not tracked, read
+            return True
+        self._uploaded = hashes.to_numpy()
+        return bool(known.maybe_stored(self._uploaded).any())
+
+    def inserted_uploaded_keys(self) -> None:
+        """The uploaded keys' rows are inserted: remember their keys."""
+        if self._known is not None and self._uploaded is not None:
+            self._known.add(self._uploaded)
+            if self._known.full:
+                self._known, self._track_keys = None, False
+        self._uploaded = None
+
+    def forget_keys(self) -> None:
+        """A write failed, and may have inserted rows or not: read the keys again when next needed."""
+        self._known, self._uploaded = None, None
+
+    def _load_known(self) -> KnownKeys | None:
+        table = ddl.qualified(self.table)
+        if int(self.client.command(f"SELECT count() FROM {table}")) > KNOWN_KEYS_LIMIT:
+            self._track_keys = False  # too many to keep in memory: read per batch
+            return None
+        hashes = self.client.query_arrow(f"SELECT {self._key_hash()} AS h FROM {table}").column("h")
+        self._known = KnownKeys(pc.drop_null(hashes).to_numpy())  # NULL: a static row's key, never matched
+        return self._known
+
+    def _key_hash(self) -> str:
+        return f"cityHash64({self._names(self.keys)})"
 
     def current(self, has_keys: bool, has_partitions: bool) -> pa.Table:
         """The newest stored row (tombstone rows included: FINAL would hide them) of each uploaded key
