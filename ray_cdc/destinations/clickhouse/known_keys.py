@@ -56,8 +56,10 @@ class KnownKeys:
         self._pending.append(np.sort(hashes))
         self._count += len(hashes)
         if len(self._pending) >= _PENDING:
-            self._sorted = np.sort(np.concatenate([self._sorted, *self._pending]), kind="stable")
-            self._pending = []
+            merged = np.concatenate([self._sorted, *self._pending])
+            self._sorted, self._pending = None, []  # freed before the sort: two arrays at most, not three
+            merged.sort(kind="stable")  # sorted runs: merged in linear time
+            self._sorted = merged
 
 
 def _members(sorted_hashes: np.ndarray, hashes: np.ndarray) -> np.ndarray:
