@@ -56,7 +56,7 @@ class WriterActor:
     async def apply(self, node: str, change_set, start: CommitLogPosition | None = None, shared=None,
                     turn: Turn | None = None) -> ApplyResult:
         """`shared`: the transform stage's common set, whose batches `change_set` left out
-        (`TransformActor.for_destination`). `turn`: (caller, n), the caller's n-th set for this
+        (`TransformActor.for_destinations`). `turn`: (caller, n), the caller's n-th set for this
         writer: sets load in that order (`OrderedWorker`); None: in the order they arrive.
         Answers once the set is committed and its offset recorded."""
         if shared is not None:
