@@ -397,10 +397,15 @@ class TreeSampler:
 
     PSS_EVERY = 5
 
-    def __init__(self, pid: int):
+    def __init__(self, pid: int, cpu: bool = False):
         import psutil
 
         self.root = psutil.Process(pid)
+        self._track_cpu = cpu  # opt-in (--cpu): sampling every process's CPU costs the run some of its own
+        # CPU seconds per process over the run: the tree's, and PostgreSQL's server processes (the
+        # destinations' side of the load), less what they had used before
+        self.cpu: dict[int, tuple[str, float]] = {}
+        self._cpu_before = {p.pid: _cpu(p) for p in _postgres_processes()} if cpu else {}
         self.peak = self.peak_pss = 0
         self.peak_processes: dict[str, float] = {}
         self.timeline: list[list] = []  # [seconds since start, summed RSS MiB, summed PSS MiB or None]
@@ -427,6 +432,13 @@ class TreeSampler:
                         pss += p.memory_full_info().pss
                 except psutil.Error:
                     pass
+            for p in (processes + _postgres_processes()) if self._track_cpu else ():
+                try:
+                    known = self.cpu.get(p.pid)  # an actor's label once it has one (an exiting process has none)
+                    role = known[0] if known is not None and _is_actor(known[0]) else _role(p)
+                    self.cpu[p.pid] = (role, _cpu(p) - self._cpu_before.get(p.pid, 0.0))
+                except psutil.Error:
+                    pass
             total = sum(rss for rss, _ in sizes.values())
             if total > self.peak:
                 self.peak = total
@@ -442,6 +454,39 @@ class TreeSampler:
         self._thread.join()
         return self.peak / 2**20, self.peak_pss / 2**20
 
+    def cpu_by_role(self) -> dict[str, float]:
+        """CPU seconds per role (a process label without its pid), most first."""
+        roles: dict[str, float] = {}
+        for role, seconds in self.cpu.values():
+            roles[role] = roles.get(role, 0.0) + seconds
+        return dict(sorted(((r, round(c, 2)) for r, c in roles.items() if c >= 0.005), key=lambda x: -x[1]))
+
+
+def _cpu(process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+def _postgres_processes() -> list:
+    import psutil
+
+    found = []
+    for p in psutil.process_iter(["name"]):
+        if (p.info.get("name") or "").startswith("postgres"):
+            found.append(p)
+    return found
+
+
+def _is_actor(role: str) -> bool:
+    return role.startswith("ray::") and role != "ray::IDLE"
+
+
+def _role(process) -> str:
+    label = _label(process)
+    if label.startswith("postgres"):
+        return "postgres server"
+    return label.rsplit(" [", 1)[0].split(".")[0]  # ray::WriterActor.apply -> ray::WriterActor
+
 
 def _label(process) -> str:
     try:
@@ -456,7 +501,8 @@ def _label(process) -> str:
 
 
 def measure_pipeline(scenario: str, destinations: list[str], dsn: str, segments: Path | list[Path], scratch: Path,
-                     batch_rows: int | None, extra_config: str = "") -> dict:
+                     batch_rows: int | None, extra_config: str = "", cpu: bool = False) -> dict:
+    """`cpu`: also the CPU seconds of every process (and PostgreSQL's server), by role."""
     tag = uuid.uuid4().hex[:8]
     config = scratch / f"config-{tag}.yaml"
     config.write_text(config_text(destinations, segments, tag, scratch, batch_rows, extra_config))
@@ -464,7 +510,7 @@ def measure_pipeline(scenario: str, destinations: list[str], dsn: str, segments:
     t0 = time.perf_counter()
     child = subprocess.Popen([sys.executable, __file__, "--child-run", str(config)], env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    sampler = TreeSampler(child.pid)
+    sampler = TreeSampler(child.pid, cpu=cpu)
     out, err = child.communicate()
     wall = time.perf_counter() - t0
     peak, peak_pss = sampler.stop()
@@ -482,6 +528,8 @@ def measure_pipeline(scenario: str, destinations: list[str], dsn: str, segments:
             "startup_s": result.get("startup_s"), "steady_rows_per_s": result.get("steady_rows_per_s"),
             "steady_s": result.get("steady_s"), "steady_per_destination": result.get("steady_per_destination"),
             "peak_rss_mib": peak, "peak_pss_mib": peak_pss, "processes_at_peak": sampler.peak_processes,
+            **({"cpu_seconds": sampler.cpu_by_role(), "cpu_cores": sum(sampler.cpu_by_role().values()) / wall}
+               if cpu else {}),
             "memory_timeline": sampler.timeline, "set_seconds": result.get("set_seconds"),
             "writers": result.get("writers")}
 
@@ -589,6 +637,8 @@ def main() -> None:
     parser.add_argument("--backlog-scenarios", default="all")
     parser.add_argument("--batch-rows", type=int, help="pipeline.batch_rows (default: the config's default)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--cpu", action="store_true",
+                        help="also print the CPU seconds of every process by role (the sampling costs the run some CPU)")
     parser.add_argument("--workdir", type=Path, help="keep (and reuse) generated segments here")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--child-run", help=argparse.SUPPRESS)
@@ -635,7 +685,7 @@ def run(args, scenarios: list[str], tmp: Path, command: str) -> None:
         for i in range(args.runs):
             for scenario in todo:
                 destinations = destinations_of(scenario, available)
-                p = measure_pipeline(scenario, destinations, dsn, segments, tmp, args.batch_rows)
+                p = measure_pipeline(scenario, destinations, dsn, segments, tmp, args.batch_rows, cpu=args.cpu)
                 c = measure_ceiling(scenario, destinations, dsn, inputs, tmp)
                 per[scenario]["pipeline"].append(p)
                 per[scenario]["ceiling"].append(c)
@@ -644,6 +694,9 @@ def run(args, scenarios: list[str], tmp: Path, command: str) -> None:
                       f"PSS {p['peak_pss_mib']:,.0f} MiB); steady state {_num(p['steady_rows_per_s'])} rows/s "
                       f"(first to last commit {_secs(p['steady_s'])}), start-up to first commit {_secs(p['startup_s'])}"
                       f"  ceiling {c['rows_per_s']:>10,.0f} rows/s ({c['seconds']:.2f} s)", flush=True)
+                if "cpu_seconds" in p:  # where the cores went: Ray start and actor start-up included
+                    top = ", ".join(f"{r} {c:.1f}" for r, c in list(p["cpu_seconds"].items())[:8])
+                    print(f"        CPU s over {p['wall_s']:.1f} s ({p['cpu_cores']:.2f} cores): {top}", flush=True)
         for scenario in todo:
             results["scenarios"][scenario] = summarize(scenario, destinations_of(scenario, available), per[scenario])
         if args.backlog_factor > 1:
