@@ -81,15 +81,16 @@ class TableStore:
         """False when none of the uploaded keys is stored (so `current` would find nothing); True
         when some may be, or when that is not known (keys not tracked, or partitions uploaded)."""
         self._uploaded = None
-        if not self._track_keys or has_partitions:
+        if not self._track_keys:
             return True
         known = self._known if self._known is not None else self._load_known()
         if known is None:
             return True
         hashes = self.client.query_arrow(f"SELECT {self._key_hash()} AS h FROM {self.keys_table}").column("h")
-        if hashes.null_count:  # a NULL in a key (a static row): not tracked, read
+        # remembered after the insert whatever path this batch takes: its new keys are stored then
+        self._uploaded = pc.drop_null(hashes).to_numpy()
+        if has_partitions or hashes.null_count:  # a deleted partition's rows, a NULL key (static row): read
             return True
-        self._uploaded = hashes.to_numpy()
         return bool(known.maybe_stored(self._uploaded).any())
 
     def inserted_uploaded_keys(self) -> None:
