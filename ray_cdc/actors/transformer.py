@@ -48,9 +48,7 @@ class TransformActor:
         """Without the batches `transformed` already holds: the writer gets `transformed` beside it
         (`WriterActor.apply(..., shared=)`), so the object store holds each batch once, not once
         per destination."""
-        own = self._transformer.for_destination(transformed, destination).without_batches_of(transformed)
-        release_arrow_memory()  # the temporaries of `prepare`
-        return own
+        return self.for_destinations(transformed, [destination])
 
     def for_destinations(self, transformed: TransformedSet, destinations: list[str]):
         """`for_destination` of each of `destinations`, in one task (call it with
@@ -59,5 +57,5 @@ class TransformActor:
         parts = self._transformer.for_destinations(transformed, destinations)
         own = tuple(parts[d].without_batches_of(transformed) for d in destinations)
         del parts
-        release_arrow_memory()
+        release_arrow_memory()  # the temporaries of `prepare`
         return own[0] if len(own) == 1 else own

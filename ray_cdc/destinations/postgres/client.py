@@ -283,7 +283,7 @@ class PostgresDestination:
         stages done, and the tombstone kinds the table has (None: not looked up)."""
         stages = staged.stages()
         candidates = [k for k in ("writes", "static") if k in stages and stages[k].direct is not None]
-        if not self._direct_path or not candidates or any(k in _TOMBSTONE_KINDS for k in stages):
+        if not self._direct_path or not candidates or _has_tombstones(stages):
             return set(), None
         flags = cur.execute(merge.kinds_present_sql(names)).fetchone()
         kinds = {k for k, f in zip(("partitions", "rows", "ranges"), flags) if f}
@@ -408,12 +408,17 @@ class PostgresDestination:
         return {pid: Offset(node, seg, pos, done) for pid, node, seg, pos, done in rows}
 
 
+def _has_tombstones(stages: dict) -> bool:
+    """A batch with deletes takes the staged merge, never the direct path."""
+    return any(k in _TOMBSTONE_KINDS for k in stages)
+
+
 def _lock_for_writing(cur, names: TableNames, staged: StagedBatch) -> None:
     """Several writers may write one table at once (writer autoscaling), but never beside a batch
     with tombstones: under READ COMMITTED a delete and a concurrent insert of the same key do not
     see each other, and the deleted row would stay. Shared for writes, exclusive with tombstones
     (the transaction's only advisory lock, taken first: it cannot deadlock with another)."""
-    exclusive = any(k in _TOMBSTONE_KINDS for k in staged.stages())
+    exclusive = _has_tombstones(staged.stages())
     lock = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
     cur.execute(f"SELECT {lock}(hashtext(%s))", (names.rows.qstate,))
 
@@ -462,7 +467,7 @@ class Prepared:
         load, while the writer's connection is busy with the set before. Not for a batch with
         tombstones: it takes the staged merge (`_write_direct`)."""
         stages = self.staged.stages()
-        if any(k in _TOMBSTONE_KINDS for k in stages):
+        if _has_tombstones(stages):
             return
         for stage in stages.values():
             if stage.direct is not None:
