@@ -13,8 +13,7 @@ a segment is reported finished to the coordinator only once every destination an
 from __future__ import annotations
 
 import time
-import uuid
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable
 from functools import partial
 
@@ -23,6 +22,7 @@ import ray
 from ray_cdc.actors.process import arrow_without_pandas, release_arrow_memory
 from ray_cdc.pipeline.coordination import Assignment, Wait
 from ray_cdc.pipeline.fanout import Lanes
+from ray_cdc.pipeline.ordered import Turns
 
 #: the longest a reader sleeps before asking the coordinator again (it may get new work sooner)
 MAX_WAIT = 1.0
@@ -47,10 +47,8 @@ class ReaderActor:
         self._batch = {"max_rows": batch_rows, "max_bytes": batch_bytes}
         self._tables = tables  # `matches(keyspace, table)`: the replicated tables (None: all)
         self._stop_checked, self._stopping = 0.0, False
-        # each writer loads this reader's sets in the order they were sent (`OrderedWorker` turns);
-        # a restarted reader is a new caller, numbering from 0 again
-        self._caller = f"{reader_id}:{uuid.uuid4().hex[:8]}"
-        self._turns: Counter = Counter()
+        # each writer loads this reader's sets in the order they were sent (`OrderedWorker` turns)
+        self._turns = Turns(reader_id)
 
     def run_available(self) -> dict:
         """Read every segment the coordinator has for this node; returns counts.
@@ -149,19 +147,13 @@ class ReaderActor:
     def _submit(self, writers: dict, name: str, item):
         ref, start, parts = item
         writer = writers[name]
-        turn = self._turn(writer, name)
+        # counted per writer actor: a pool routes segments to several
+        turn = self._turns.next(getattr(writer, "_actor_id", name))
         if parts is None:
             return writer.apply.remote(self._node, ref, start, turn=turn)
         # refs are handed on, the data goes actor to actor; the common set travels beside the
         # destination's own part, so each batch is stored once however many destinations there are
         return writer.apply.remote(self._node, parts[name], start, ref, turn=turn)
-
-    def _turn(self, writer, name: str) -> tuple[str, int]:
-        """This reader's next turn at `writer` (counted per writer: a pool routes segments to several)."""
-        key = getattr(writer, "_actor_id", name)
-        n = self._turns[key]
-        self._turns[key] += 1
-        return self._caller, n
 
 
 def _done(refs: list) -> list:

@@ -16,6 +16,7 @@ import ray
 from ray_cdc.actors.process import arrow_without_pandas
 from ray_cdc.commitlog.position import CommitLogPosition
 from ray_cdc.pipeline.fanout import Lanes
+from ray_cdc.pipeline.ordered import Turns
 from ray_cdc.snapshot.progress import snapshot_node
 from ray_cdc.snapshot.reader import RangeTask
 
@@ -32,6 +33,9 @@ class SnapshotReaderActor:
         self._writers = writers
         self._max_in_flight = max(1, max_in_flight)
         self._batch_rows = batch_rows
+        # a range's sets follow each other (each starts where the last ended): without turns, an
+        # asyncio writer may start a later one first, and its gap check defers the rest of the range
+        self._turns = Turns(reader_id)
         self._task: RangeTask | None = None
         self._rows_before = 0
 
@@ -45,7 +49,7 @@ class SnapshotReaderActor:
             ref, start = item
             if self._transformer is not None:
                 ref = self._transformer.for_destination(ref, name)
-            return self._writers[name].apply.remote(node, ref, start)
+            return self._writers[name].apply.remote(node, ref, start, turn=self._turns.next(name))
 
         lanes = Lanes(names, self._max_in_flight, submit, ray.get)
         # no gap check for a range's first set: the partition id may be new to a destination

@@ -19,12 +19,29 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
+from collections import Counter
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 Turn = tuple[Hashable, int]  # (caller, n): the caller's n-th load for this worker, from 0
+
+
+class Turns:
+    """A caller's side: its next turn at each writer. Each instance is a new caller (its id carries a
+    random suffix), so a restarted actor numbers from 0 again and is not mistaken for its
+    predecessor, whose turns the writer may already have passed."""
+
+    def __init__(self, name: str):
+        self.caller = f"{name}:{uuid.uuid4().hex[:8]}"
+        self._next: Counter = Counter()
+
+    def next(self, writer: Hashable) -> Turn:
+        n = self._next[writer]
+        self._next[writer] += 1
+        return self.caller, n
 
 
 @dataclass(order=True)

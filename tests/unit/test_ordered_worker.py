@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from ray_cdc.pipeline.ordered import OrderedWorker
+from ray_cdc.pipeline.ordered import OrderedWorker, Turns
 
 
 def _recorder():
@@ -116,3 +116,13 @@ def test_close_runs_what_was_submitted_then_refuses_more():
     assert all(f.done() for f in futures) and waiting.result(timeout=0) == "a9"
     with pytest.raises(RuntimeError, match="closed"):
         worker.submit(load("late"))
+
+
+def test_turns_count_per_writer_and_a_new_caller_starts_again_from_zero():
+    turns = Turns("reader-1")
+    assert [turns.next("pg"), turns.next("pg"), turns.next("ch"), turns.next("pg")] == [
+        (turns.caller, 0), (turns.caller, 1), (turns.caller, 0), (turns.caller, 2)]
+    restarted = Turns("reader-1")
+    assert restarted.caller != turns.caller and restarted.caller.startswith("reader-1:")
+    assert restarted.next("pg") == (restarted.caller, 0)
+
