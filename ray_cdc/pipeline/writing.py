@@ -216,5 +216,8 @@ def _after(batch: pa.RecordBatch, committed: Offset | None) -> pa.RecordBatch:
     """The rows of a batch a destination does not have yet (positions after its offset)."""
     if committed is None:
         return batch
+    first = pc.min(batch.column("_position")).as_py()
+    if first is None or first > committed.position:
+        return batch  # the usual case, all of it new: a filter would copy every column
     keep = pc.greater(batch.column("_position"), pa.scalar(committed.position, pa.int64()))
     return batch.filter(keep)

@@ -755,3 +755,28 @@ def test_direct_path_not_taken_while_tombstones_exist(destination):
     assert not destination.write(tbl, batch, []).rejected
     assert destination.paths["direct"] == 0
     assert live(destination, t) == {(6, 1, "p"): ("new", None)}
+
+
+def test_a_row_written_whole_keeps_an_empty_ts_and_merges_as_if_every_column_had_its_writetime(destination):
+    """An insert of every column stores `_ts` empty (each column's writetime is then the row's `_wt`),
+    by the direct path and by the merge alike; later changes merge against it exactly as against the
+    full array: an older write loses, a newer one wins, a row delete between them kills the cells it
+    postdates, and the merged row carries the full array again."""
+    t = _table()
+    whole = [mb(t).insert({"a": i, "b": "w"}, {"x": f"x{i}", "y": i}, timestamp=BASE + 100) for i in range(4)]
+    apply(destination, t, whole[0])  # direct path (new key, no tombstones)
+    tbl, batch = _batch(t, whole[1:] + [mb(t).update({"a": 1, "b": "w"}, {"y": 50}, timestamp=BASE + 90)])
+    assert not destination.write(tbl, batch, []).rejected  # duplicates: the staged merge
+    names = destination.ensure_table(t)
+    ts = {k[1]: (r["_ts"], r["_wt"]) for k, r in state_rows(destination, names.rows).items()}
+    assert ts == {i: ([], BASE + 100) for i in range(4)}, ts
+    assert destination.paths["direct"] >= 1 and destination.paths["staged"] >= 1
+    apply(destination, t,
+          mb(t).update({"a": 0, "b": "w"}, {"x": "older"}, timestamp=BASE + 99),   # loses to the insert
+          mb(t).update({"a": 2, "b": "w"}, {"x": "newer"}, timestamp=BASE + 101),  # wins
+          mb(t).delete_row({"a": 3, "b": "w"}, timestamp=BASE + 100),             # kills both cells
+          mb(t).update({"a": 3, "b": "w"}, {"y": 7}, timestamp=BASE + 99))        # older than the delete
+    assert live(destination, t) == {(1, 0, "w"): ("x0", 0), (1, 1, "w"): ("x1", 1), (1, 2, "w"): ("newer", 2)}
+    state = {k[1]: r["_ts"] for k, r in state_rows(destination, names.rows).items()}
+    assert state[1] == [] and state[0] == [BASE + 100, BASE + 100]
+    assert state[2] == [BASE + 101, BASE + 100] and state[3] == [BASE + 100, BASE + 100]

@@ -37,3 +37,14 @@ def test_an_empty_table_and_the_limit():
     assert not known.full
     known.add(np.arange(20, 30, dtype=np.uint64))
     assert known.full
+
+
+def test_each_answer_belongs_to_its_own_hash_whatever_the_order_of_the_probe():
+    rng = np.random.default_rng(7)
+    stored = rng.integers(0, 2**64 - 1, size=20_000, dtype=np.uint64)
+    known = KnownKeys(stored[:15_000])
+    known.add(stored[15_000:])  # pending, not merged yet
+    fresh = rng.integers(0, 2**64 - 1, size=20_000, dtype=np.uint64)
+    probe = np.concatenate([stored[::7], fresh, stored[15_000::3], stored[::7]])  # repeats too
+    rng.shuffle(probe)
+    assert known.maybe_stored(probe).tolist() == np.isin(probe, stored).tolist()

@@ -43,9 +43,15 @@ class KnownKeys:
     def maybe_stored(self, hashes: np.ndarray) -> np.ndarray:
         """Per hash: may its key be stored (False: it certainly is not)."""
         hashes = np.asarray(hashes, dtype=np.uint64)
-        found = _members(self._sorted, hashes)
+        # searched in sorted order: consecutive binary searches then walk the same paths of the
+        # sorted array, which stay in cache (random order: a cache miss per step, 6x slower at 5M)
+        order = np.argsort(hashes, kind="stable")
+        needles = hashes[order]
+        found_sorted = _members(self._sorted, needles)
         for pending in self._pending:
-            found |= _members(pending, hashes)
+            found_sorted |= _members(pending, needles)
+        found = np.empty(len(hashes), dtype=bool)
+        found[order] = found_sorted
         return found
 
     def add(self, hashes: np.ndarray) -> None:

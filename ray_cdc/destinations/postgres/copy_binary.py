@@ -71,6 +71,17 @@ def fixed_field(values: np.ndarray, valid: np.ndarray | None = None) -> Field:
     return Field(pieces=(_binary(n, _lengths_to_offsets(lengths), cells[keep]),))
 
 
+def prefix_field(block: np.ndarray, lengths: np.ndarray) -> Field:
+    """A field of varying width whose row i is the first lengths[i] bytes of block row i (uint8,
+    shape (n, widest))."""
+    n, width = block.shape
+    cells = np.empty((n, 4 + width), dtype=np.uint8)
+    cells[:, :4] = lengths.astype(">i4").view(np.uint8).reshape(n, 4)
+    cells[:, 4:] = block
+    keep = np.arange(4 + width)[None, :] < (lengths + 4)[:, None]
+    return Field(pieces=(_binary(n, _lengths_to_offsets(lengths + 4), cells[keep]),))
+
+
 def var_field(values: pa.Array) -> Field:
     """A field of a variable-width type from a binary/string Arrow array holding its wire bytes."""
     values = values.cast(pa.binary()) if not pa.types.is_binary(values.type) else values

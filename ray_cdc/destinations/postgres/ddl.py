@@ -3,7 +3,7 @@
 Per Cassandra table `t` (in schema `<keyspace>` unless configured):
 - `t__state`: one row per primary key (partition key + clustering), every regular column, and the
   bookkeeping of the merge: `_ts bigint[]` (the writetime of each regular column's current cell or
-  tombstone, by column ordinal), `_row_ts` (row liveness: the writetime of the last INSERT),
+  tombstone, by column ordinal; empty: `_wt` for each, see merge.stored_ts), `_row_ts` (row liveness: the writetime of the last INSERT),
   `_row_del` (the newest row/partition/range tombstone applied to the row), `_wt` (the row's newest
   writetime), `_expires_at`, `_ck` (an order-preserving byte key of the clustering columns, for range
   tombstones) and `_live` (generated: the row has liveness or a non-null cell). Dead rows are kept:

@@ -20,6 +20,7 @@ from ray_cdc.commitlog.arrow_batches import cells_column
 from ray_cdc.destinations.evolution import DestColumn, Dialect, Plan
 from ray_cdc.destinations.postgres import cells
 from ray_cdc.destinations.postgres.ddl import TableNames, Target, live_column, pg_type, qi
+from ray_cdc.destinations.postgres.merge import stored_ts
 from ray_cdc.schema.model import ColumnKind
 from ray_cdc.schema.types import CqlType, parse_cql_type
 
@@ -126,7 +127,7 @@ def _remapped_ts(old_order: list[str], target: Target) -> str:
     if not target.values:
         return "ARRAY[]::bigint[]"
     old = {name: i + 1 for i, name in enumerate(old_order)}
-    items = [f"COALESCE(_ts[{old[c.name]}], 0)" if c.name in old else "0" for c in target.values]
+    items = [stored_ts("", old[c.name]) if c.name in old else "0" for c in target.values]
     return f"ARRAY[{', '.join(items)}]::bigint[]"
 
 

@@ -23,6 +23,7 @@ an existing row floors its element states the same way.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ray_cdc.destinations.postgres import cells
@@ -114,23 +115,32 @@ def _keep(target: str, stage: str, columns, key) -> str:
 
 
 def _kill(target: Target, source: str, join_columns) -> str:
-    sets = [f"{qi(c.name)} = CASE WHEN s._ts[{i + 1}] <= d.t THEN NULL ELSE s.{qi(c.name)} END"
+    sets = [f"{qi(c.name)} = CASE WHEN {stored_ts('s', i + 1)} <= d.t THEN NULL ELSE s.{qi(c.name)} END"
             for i, c in enumerate(target.values) if not c.is_complex]
     schema = qi(target.schema)
     for c in complex_values(target):  # elements at or before the tombstone die
         floored = cells.floor_sql(schema, f"s.{qi(cells.state_column(c))}", "d.t")
         sets.append(f"{qi(c.name)} = {cells.render_sql(schema, c, floored)}")
         sets.append(f"{qi(cells.state_column(c))} = {floored}")
-    sets.append(f"_ts = {_ts_array(target, 's._ts[{i}]', 'd.t')}")
+    sets.append(f"_ts = {_ts_array(target, lambda i: stored_ts('s', i), lambda i: 'd.t')}")
     sets.append("_row_del = GREATEST(s._row_del, d.t)")
     return (f"UPDATE {target.qstate} AS s SET {', '.join(sets)} FROM ({source}) AS d "
             f"WHERE {_eq(join_columns, 's', 'd')}")
 
 
-def _ts_array(target: Target, left: str, right: str) -> str:
+def stored_ts(alias: str, i: int) -> str:
+    """The writetime of value column i (from 1) in a row of the state table `alias` ("": unqualified).
+    An empty `_ts` stands for `_wt` in every column: the row holds what one change wrote to all of
+    them (the usual insert; staging._ts_field, `_ts_array_from`), and its array would be most of the
+    row's bookkeeping."""
+    a = f"{alias}." if alias else ""
+    return f"COALESCE({a}_ts[{i}], CASE WHEN cardinality({a}_ts) = 0 THEN {a}_wt ELSE 0 END)"
+
+
+def _ts_array(target: Target, left: Callable[[int], str], right: Callable[[int], str]) -> str:
     if not target.values:
         return "ARRAY[]::bigint[]"
-    items = [f"GREATEST({left.format(i=i + 1)}, {right.format(i=i + 1)})" for i in range(len(target.values))]
+    items = [f"GREATEST({left(i + 1)}, {right(i + 1)})" for i in range(len(target.values))]
     return f"ARRAY[{', '.join(items)}]"
 
 
@@ -222,7 +232,8 @@ def upsert_sql(names: TableNames, target: Target, stage: str, *, duplicates: boo
         name = qi(c.name)
         if not c.is_complex:
             values.append(f"CASE WHEN t{i} > tomb THEN {cast_sql(c.type, f'v{i}')} END")
-            sets.append(f"{name} = CASE WHEN EXCLUDED._ts[{i + 1}] > s._ts[{i + 1}] THEN EXCLUDED.{name} "
+            sets.append(f"{name} = CASE WHEN {stored_ts('EXCLUDED', i + 1)} > {stored_ts('s', i + 1)} "
+                        f"THEN EXCLUDED.{name} "
                         f"ELSE s.{name} END")
             continue
         state = qi(cells.state_column(c))
@@ -237,7 +248,7 @@ def upsert_sql(names: TableNames, target: Target, stage: str, *, duplicates: boo
     select = ", ".join([keys, *ck, *values, *states, ts, "row_ts", "tomb", "_wt", "_expires_at"])
     insert_cols = ", ".join([keys, *ck, *(qi(c.name) for c in target.values), *state_cols,
                              "_ts", "_row_ts", "_row_del", "_wt", "_expires_at"])
-    sets.append(f"_ts = {_ts_array(target, 's._ts[{i}]', 'EXCLUDED._ts[{i}]')}")
+    sets.append(f"_ts = {_ts_array(target, lambda i: stored_ts('s', i), lambda i: stored_ts('EXCLUDED', i))}")
     sets += ["_row_ts = GREATEST(s._row_ts, EXCLUDED._row_ts)", "_row_del = GREATEST(s._row_del, EXCLUDED._row_del)",
              # row-level expiry follows the row's newest change (see client.py: TTL)
              "_expires_at = CASE WHEN EXCLUDED._wt > s._wt THEN EXCLUDED._expires_at ELSE s._expires_at END",
@@ -257,9 +268,13 @@ def any_key_exists_sql(target: Target, stage: str) -> str:
 
 
 def _ts_array_from(target: Target) -> str:
+    """A coalesced row's `_ts`: empty when every column's writetime is the row's `_wt` (`stored_ts`),
+    as the direct path writes it."""
     if not target.values:
         return "ARRAY[]::bigint[]"
-    return "ARRAY[" + ", ".join(f"GREATEST(t{i}, tomb)" for i in range(len(target.values))) + "]"
+    items = [f"GREATEST(t{i}, tomb)" for i in range(len(target.values))]
+    whole = " AND ".join(f"{item} = _wt" for item in items)
+    return f"CASE WHEN {whole} THEN ARRAY[]::bigint[] ELSE ARRAY[{', '.join(items)}] END"
 
 
 def kinds_present_sql(names: TableNames) -> str:

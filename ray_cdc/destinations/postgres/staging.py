@@ -32,6 +32,7 @@ from ray_cdc.destinations.postgres.copy_binary import (
     bytes_field,
     fixed_field,
     payload,
+    prefix_field,
     var_field,
 )
 from ray_cdc.destinations.postgres.ddl import TableNames, Target, pg_type
@@ -257,19 +258,30 @@ def _direct_ok(sub: pa.RecordBatch, target: Target, masks: np.ndarray) -> bool:
 
 
 def _ts_field(masks: np.ndarray, wt: np.ndarray, n_values: int) -> Field:
-    """`_ts bigint[]` in binary array form: the change's writetime for the columns it writes, else 0."""
+    """`_ts bigint[]` in binary array form: the change's writetime for the columns it writes, else 0;
+    the empty array where that is the writetime of every column (merge.stored_ts: a row one change
+    wrote whole, the usual insert, whose array would be most of its bookkeeping's bytes)."""
     n = len(masks)
-    header = np.array([1, 0, 20, n_values, 1] if n_values else [0, 0, 20], dtype=">i4").view(np.uint8)
+    empty = np.array([0, 0, 20], dtype=">i4").view(np.uint8)  # no dimensions, no NULLs, int8 elements
+    if not n_values:
+        return fixed_field(np.broadcast_to(empty, (n, len(empty))))
+    bits = (masks[:, None] >> np.arange(n_values, dtype=np.int64)[None, :]) & 1
+    ts = np.where(bits == 1, wt[:, None], 0)
+    whole = (ts == wt[:, None]).all(axis=1)
+    if whole.all():
+        return fixed_field(np.broadcast_to(empty, (n, len(empty))))
+    header = np.array([1, 0, 20, n_values, 1], dtype=">i4").view(np.uint8)
     width = len(header) + 12 * n_values
     out = np.empty((n, width), dtype=np.uint8)
     out[:, :len(header)] = header
-    if n_values:
-        elements = np.empty((n, n_values), dtype=[("len", ">i4"), ("ts", ">i8")])
-        elements["len"] = 8
-        bits = (masks[:, None] >> np.arange(n_values, dtype=np.int64)[None, :]) & 1
-        elements["ts"] = np.where(bits == 1, wt[:, None], 0)
-        out[:, len(header):] = elements.view(np.uint8).reshape(n, -1)
-    return fixed_field(out)
+    elements = np.empty((n, n_values), dtype=[("len", ">i4"), ("ts", ">i8")])
+    elements["len"] = 8
+    elements["ts"] = ts
+    out[:, len(header):] = elements.view(np.uint8).reshape(n, -1)
+    if not whole.any():
+        return fixed_field(out)
+    out[whole, :len(empty)] = empty
+    return prefix_field(out, np.where(whole, len(empty), width))
 
 
 def _direct(sub: pa.RecordBatch, target: Target, user_fields, masks: np.ndarray, inserts: np.ndarray,
