@@ -46,8 +46,22 @@ class EmbeddedServers:
             import pgserver
 
             directory.mkdir(parents=True, exist_ok=True)
-            server = self._servers[directory] = pgserver.get_server(directory, cleanup_mode="stop")
+            server = self._servers[directory] = _start_embedded(pgserver, directory)
         return server.get_uri()
+
+
+def _start_embedded(pgserver, directory: Path, attempts: int = 3):
+    """pgserver gives `pg_ctl start` 10 s; on a busy machine the server may be ready just after. It
+    goes on starting: the next call finds it running and uses it."""
+    import subprocess
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return pgserver.get_server(directory, cleanup_mode="stop")
+        except subprocess.TimeoutExpired:
+            if attempt == attempts:
+                raise
+            log.warning("embedded PostgreSQL in %s: not started after pg_ctl's 10 s; waiting again", directory)
 
 
 def dead_letter_factory(config: Config, servers: EmbeddedServers) -> DeadLetterFactory:
