@@ -14,7 +14,6 @@ import logging
 import sys
 
 from ray_cdc.cli import offsets, running, segments, status
-from ray_cdc.dlq import cli as dlq
 from ray_cdc.cli.common import (
     EXIT_CODES_HELP,
     EXIT_ERROR,
@@ -23,6 +22,7 @@ from ray_cdc.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
 )
+from ray_cdc.dlq import cli as dlq
 from ray_cdc.errors import RayCdcError
 
 __all__ = ["EXIT_ERROR", "EXIT_NEEDS_CONFIRMATION", "EXIT_NOT_RUNNING", "EXIT_OK", "EXIT_USAGE", "main"]

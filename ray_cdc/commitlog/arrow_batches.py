@@ -340,9 +340,8 @@ class TableBatchBuilder:
         n = len(self)
         fp = fastpath()
         store = self.store
-        if store is not None and len(store):
-            if self.op and not store.absorb(self):
-                self.to_lists()  # list rows the buffers cannot hold: the whole batch takes the list path
+        if store is not None and len(store) and self.op and not store.absorb(self):
+            self.to_lists()  # list rows the buffers cannot hold: the whole batch takes the list path
         if store is not None and len(store):
             arrays = self._store_arrays(store, n, fp)
             if arrays is None:  # something the buffers cannot make (64-bit _present offsets)

@@ -311,10 +311,9 @@ class PostgresDestination:
             self.before_direct_copy(cur)
         columns = ", ".join(qi(c) for c in direct.columns)
         try:
-            with conn.transaction():
-                with cur.copy(f"COPY {target.qstate} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
-                    for chunk in direct.payload.chunks(0, len(direct.payload)):
-                        copy.write(chunk)
+            with conn.transaction(), cur.copy(f"COPY {target.qstate} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+                for chunk in direct.payload.chunks(0, len(direct.payload)):
+                    copy.write(chunk)
         except psycopg.Error as exc:
             if not (isinstance(exc, psycopg.errors.UniqueViolation) or is_bad_data(exc)):
                 raise
