@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import struct
+import threading
+import time
 import uuid
 
 import psycopg
@@ -405,6 +407,61 @@ def test_wrong_password_is_fatal_and_not_shown(postgres_server):
         dest.open()
     assert secret not in str(info.value) and info.value.__cause__ is None
     assert "badpw" in str(info.value)
+
+
+def test_destinations_opening_together_on_one_server_all_open(postgres_server):
+    """PostgreSQL and TimescaleDB writers start at the same moment on one server and share its offsets
+    table: each creates it if missing, and none fails on the other's CREATE."""
+    schema = "o_" + uuid.uuid4().hex[:10]
+    dests = [PostgresDestination(postgres_server.dsn, name=f"d{i}", offsets_schema=schema) for i in range(8)]
+    start = threading.Barrier(len(dests))
+    errors = []
+
+    def open_one(dest):
+        start.wait()
+        try:
+            dest.open()
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one, args=(d,)) for d in dests]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert errors == []
+        dests[0].commit_offsets([Offset("n", 1, 10)])
+        assert dests[0].committed_offsets()["n/1"].position == 10
+    finally:
+        for d in dests:
+            d.close()
+
+
+def test_a_collision_in_the_catalog_is_transient_not_bad_data(postgres_server):
+    """Two sessions creating one table at once: the loser's unique violation is in PostgreSQL's own
+    catalog, not in a row; it is retried (transient), never dead-lettered as a rejected row."""
+    from ray_cdc.destinations.postgres.errors import classify
+
+    table = "race_" + uuid.uuid4().hex[:10]
+    with psycopg.connect(postgres_server.dsn) as first, psycopg.connect(postgres_server.dsn) as second:
+        first.execute(f"CREATE TABLE {table} (k int)")  # not committed yet: the second waits on it
+        failure = []
+
+        def create():
+            try:
+                second.execute(f"CREATE TABLE IF NOT EXISTS {table} (k int)")
+            except psycopg.Error as exc:
+                failure.append(exc)
+
+        waiting = threading.Thread(target=create)
+        waiting.start()
+        time.sleep(0.5)
+        first.commit()
+        waiting.join()
+    assert failure and failure[0].sqlstate == "23505", failure
+    error = classify(failure[0], destination="pg", secrets=[], doing="create")
+    assert isinstance(error, TransientDestinationError), error
 
 
 # --- non-frozen collections, element by element ---------------------------------------------------------

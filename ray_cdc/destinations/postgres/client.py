@@ -125,7 +125,10 @@ class PostgresDestination:
         self._staged.clear()  # TEMP tables die with the session
 
     def open(self) -> None:
+        # destinations sharing a server start together (PostgreSQL and TimescaleDB writers): two
+        # concurrent CREATE ... IF NOT EXISTS of one name collide in the catalog, so they take turns
         self._run("create the offsets table", lambda cur: (
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._offsets_table,)),
             cur.execute(f"CREATE SCHEMA IF NOT EXISTS {qi(self._offsets_schema)}"),
             cur.execute(OFFSETS_DDL.format(schema=qi(self._offsets_schema)))))
 

@@ -33,6 +33,14 @@ def is_bad_data(exc: BaseException) -> bool:
     return (bool(state) and state.startswith(_BAD_DATA_CLASSES)) or isinstance(exc, psycopg.DataError)
 
 
+def _catalog_race(exc: BaseException) -> bool:
+    """A unique violation in PostgreSQL's own catalog: another session created the same object at the
+    same moment (CREATE ... IF NOT EXISTS is not safe against that). Transient: the retry finds it."""
+    diag = getattr(exc, "diag", None)
+    constraint = getattr(diag, "constraint_name", None) or ""
+    return getattr(exc, "sqlstate", None) == "23505" and constraint.startswith("pg_")
+
+
 def redact(text: str, secrets: list[str]) -> str:
     for secret in secrets:
         if secret:
@@ -46,8 +54,8 @@ def classify(exc: BaseException, *, destination: str, secrets: list[str], doing:
     state = getattr(exc, "sqlstate", None)
     if state:
         transient = (state.startswith(_TRANSIENT_CLASSES) or state in _TRANSIENT_STATES) and state not in _FATAL_STATES
-        kind = TransientDestinationError if transient else FatalDestinationError
-        if state.startswith(_BAD_DATA_CLASSES):
+        kind = TransientDestinationError if transient or _catalog_race(exc) else FatalDestinationError
+        if state.startswith(_BAD_DATA_CLASSES) and kind is not TransientDestinationError:
             kind = RejectedRowsError  # a row the server refused failed the whole statement (a merge)
         return kind(f"{message} (SQLSTATE {state})", destination=destination)
     if isinstance(exc, psycopg.OperationalError):
