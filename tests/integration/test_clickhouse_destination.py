@@ -472,11 +472,15 @@ class RecordingClient:
     """The destination's real chDB client, recording the SQL of its reads."""
 
     def __init__(self, client):
-        self._client, self.reads = client, []
+        self._client, self.reads, self.commands = client, [], []
 
     def query_arrow(self, sql, settings=None):
         self.reads.append(sql)
         return self._client.query_arrow(sql, settings)
+
+    def command(self, sql, *args, **kwargs):
+        self.commands.append(sql)
+        return self._client.command(sql, *args, **kwargs)
 
     def __getattr__(self, name):
         return getattr(self._client, name)
@@ -577,3 +581,25 @@ def test_keys_inserted_by_a_batch_that_reads_back_are_remembered_too(dest):
                                     position=30), [])
     live = {k: (r["a"], r["b"]) for k, r in live_rows(dest, table).items()}
     assert live == {(2, 5): ("newer", 5)}
+
+
+def test_tombstones_are_counted_once_until_a_delete_and_a_delete_still_holds(dest):
+    """A writer that makes every insert (embedded chDB) counts the tombstone tables once: they stay
+    empty until it inserts a delete itself. After one, older writes of the deleted partition, in
+    later batches, stay deleted."""
+    table = table_of("tracked_tombstones")
+    writer = sharing(dest)
+    writer.ensure_table(table)
+
+    def counts():
+        return len([sql for sql in writer.client.commands if "__deleted_partitions" in sql and "count()" in sql])
+
+    for n in range(3):
+        writer.write(table, keyed_batch(table, ({"id": n}, functools.partial(_insert_row, n)), position=10 + n), [])
+    assert counts() == 1
+    writer.write(table, keyed_batch(table, ({"id": 1}, lambda m: m.delete_partition(timestamp=50)), position=20), [])
+    writer.write(table, keyed_batch(table, ({"id": 1}, lambda m: m.insert({"ck": 7}, {"a": "late", "b": 7},
+                                                                          timestamp=40)), position=30), [])
+    writer.write(table, keyed_batch(table, ({"id": 4}, functools.partial(_insert_row, 4)), position=40), [])
+    assert set(live_rows(dest, table)) == {(0, 0), (2, 2), (4, 4)}
+    assert counts() >= 2  # counted again once a delete was written

@@ -55,6 +55,8 @@ class TableStore:
         self._created = False
         self._parts_filled: bool | None = None
         self._track_keys = track_keys
+        # the tombstone tables are known to be empty (only where this store makes every insert)
+        self._sole_writer, self._no_tombstones = track_keys, False
         self._known: KnownKeys | None = None
         self._uploaded: np.ndarray | None = None  # the hashes of the keys uploaded last
 
@@ -103,7 +105,7 @@ class TableStore:
 
     def forget_keys(self) -> None:
         """A write failed, and may have inserted rows or not: read the keys again when next needed."""
-        self._known, self._uploaded = None, None
+        self._known, self._uploaded, self._no_tombstones = None, None, False
 
     def _load_known(self) -> KnownKeys | None:
         table = ddl.qualified(self.table)
@@ -149,10 +151,14 @@ class TableStore:
 
     def _any_tombstones(self) -> bool:
         """Whether the side tables hold anything (a metadata count: most tables never see a delete)."""
+        if self._no_tombstones:
+            return False
         counts = [f"(SELECT count() FROM {ddl.qualified(self.table, '__deleted_partitions')})"]
         if self.table.clustering:
             counts.append(f"(SELECT count() FROM {ddl.qualified(self.table, '__deleted_ranges')})")
-        return int(self.client.command(f"SELECT {' + '.join(counts)}")) > 0
+        found = int(self.client.command(f"SELECT {' + '.join(counts)}")) > 0
+        self._no_tombstones = self._sole_writer and not found  # a count per batch spared until a delete
+        return found
 
     def _load_ranges(self, found: Tombstones, where: str) -> None:
         sql = f"SELECT * FROM {ddl.qualified(self.table, '__deleted_ranges')} WHERE {where}"
@@ -167,6 +173,8 @@ class TableStore:
 
     def insert(self, suffix: str, data: pa.Table, token: str, settings: dict | None = None) -> None:
         if data.num_rows:
+            if suffix.startswith("__deleted"):
+                self._no_tombstones = False
             self.client.insert_arrow(ddl.qualified(self.table, suffix), data,
                                      settings={"insert_deduplication_token": token, **(settings or {})})
 
