@@ -123,3 +123,20 @@ def test_vectorised_order_keys_equal_the_per_value_ones(cql, reversed_):
     assert vectorised == order_keys(columns, [values, second])
     ordered = sorted((k, i) for i, k in enumerate(vectorised) if k is not None)
     assert len(ordered) == len(values) - values.null_count
+
+
+@pytest.mark.parametrize("masks", [[0b111, 0b111], [0b001, 0b110], [0b111, 0b010, 0b111, 0b000]],
+                         ids=["whole", "partial", "mixed"])
+def test_ts_field_is_psycopgs_bigint_array_and_empty_for_rows_written_whole(masks):
+    """`_ts` of the direct path: each written column's writetime, 0 for the others; the empty array
+    for a row whose every column has the writetime (merge.stored_ts reads it back as `_wt`)."""
+    from ray_cdc.destinations.postgres.staging import _ts_field
+
+    masks = np.array(masks, dtype=np.int64)
+    wt = np.arange(1, len(masks) + 1, dtype=np.int64) * 1_000_000
+    got = [row[0] for row in tuples([_ts_field(masks, wt, 3)], len(masks))]
+    for m, w, field in zip(masks.tolist(), wt.tolist(), got, strict=True):
+        values = [w if m >> i & 1 else 0 for i in range(3)]
+        expected = [] if values == [w] * 3 else values
+        # psycopg's `bigint[]`; the empty array by hand (psycopg leaves an empty list's element type open)
+        assert field == (dumped([Int8(v) for v in expected]) if expected else struct.pack(">iii", 0, 0, 20)), (m, w)
