@@ -63,12 +63,8 @@ def fixed_field(values: np.ndarray, valid: np.ndarray | None = None) -> Field:
     cells[:, 4:] = raw
     if valid is None or bool(valid.all()):
         return Field(block=cells)
-    nulls = ~valid
-    cells[nulls, :4] = 0xFF  # length -1
-    keep = np.ones((n, 4 + width), dtype=bool)
-    keep[nulls, 4:] = False
-    lengths = np.where(valid, 4 + width, 4)
-    return Field(pieces=(_binary(n, _lengths_to_offsets(lengths), cells[keep]),))
+    cells[~valid, :4] = 0xFF  # length -1
+    return _row_prefixes(cells, np.where(valid, 4 + width, 4))
 
 
 def prefix_field(block: np.ndarray, lengths: np.ndarray) -> Field:
@@ -78,8 +74,13 @@ def prefix_field(block: np.ndarray, lengths: np.ndarray) -> Field:
     cells = np.empty((n, 4 + width), dtype=np.uint8)
     cells[:, :4] = lengths.astype(">i4").view(np.uint8).reshape(n, 4)
     cells[:, 4:] = block
-    keep = np.arange(4 + width)[None, :] < (lengths + 4)[:, None]
-    return Field(pieces=(_binary(n, _lengths_to_offsets(lengths + 4), cells[keep]),))
+    return _row_prefixes(cells, lengths + 4)
+
+
+def _row_prefixes(cells: np.ndarray, sizes: np.ndarray) -> Field:
+    """The field whose row i is the first sizes[i] bytes of `cells` row i."""
+    keep = np.arange(cells.shape[1])[None, :] < sizes[:, None]
+    return Field(pieces=(_binary(len(cells), _lengths_to_offsets(sizes), cells[keep]),))
 
 
 def var_field(values: pa.Array) -> Field:
