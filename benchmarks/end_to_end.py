@@ -528,7 +528,7 @@ def measure_pipeline(scenario: str, destinations: list[str], dsn: str, segments:
             "startup_s": result.get("startup_s"), "steady_rows_per_s": result.get("steady_rows_per_s"),
             "steady_s": result.get("steady_s"), "steady_per_destination": result.get("steady_per_destination"),
             "peak_rss_mib": peak, "peak_pss_mib": peak_pss, "processes_at_peak": sampler.peak_processes,
-            **({"cpu_seconds": sampler.cpu_by_role(), "cpu_cores": sum(sampler.cpu_by_role().values()) / wall}
+            **({"cpu_seconds": (by_role := sampler.cpu_by_role()), "cpu_cores": sum(by_role.values()) / wall}
                if cpu else {}),
             "memory_timeline": sampler.timeline, "set_seconds": result.get("set_seconds"),
             "writers": result.get("writers")}

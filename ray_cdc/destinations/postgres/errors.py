@@ -53,9 +53,10 @@ def classify(exc: BaseException, *, destination: str, secrets: list[str], doing:
     message = redact(f"{doing}: {type(exc).__name__}: {str(exc).strip()}", secrets)
     state = getattr(exc, "sqlstate", None)
     if state:
+        race = _catalog_race(exc)
         transient = (state.startswith(_TRANSIENT_CLASSES) or state in _TRANSIENT_STATES) and state not in _FATAL_STATES
-        kind = TransientDestinationError if transient or _catalog_race(exc) else FatalDestinationError
-        if state.startswith(_BAD_DATA_CLASSES) and kind is not TransientDestinationError:
+        kind = TransientDestinationError if transient or race else FatalDestinationError
+        if state.startswith(_BAD_DATA_CLASSES) and not race:
             kind = RejectedRowsError  # a row the server refused failed the whole statement (a merge)
         return kind(f"{message} (SQLSTATE {state})", destination=destination)
     if isinstance(exc, psycopg.OperationalError):
